@@ -50,7 +50,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True):
     decode: DecodeLimits = msgspec.field(default_factory=DecodeLimits)
     flows: FlowLimits = msgspec.field(default_factory=FlowLimits)
     dissect: DissectLimits = msgspec.field(default_factory=DissectLimits)
-    max_reorder_entries: int = 100_000  # entries held back to print in timestamp order
+    reorder_bytes: int = 64 * 1024 * 1024  # completed entries held back to emit in timestamp order
     storage_limit: int = 500 * 1024 * 1024
 
 

@@ -58,7 +58,7 @@ FlowKey: TypeAlias = tuple[bytes, int, bytes, int, int]
 # --- entries -------------------------------------------------------------------------------
 
 
-class Endpoint(msgspec.Struct, omit_defaults=True):
+class Endpoint(msgspec.Struct):
     """One side of a conversation, tagged with its Kubernetes identity when known."""
 
     ip: str

@@ -15,7 +15,7 @@ class Flow:
     dissection pipeline keeps its dissector there); the flow table never reads it.
     """
 
-    __slots__ = ("first_ts", "ident", "key", "last_ts", "packets", "state", "bytes", "syn_seen")
+    __slots__ = ("bytes", "first_ts", "ident", "key", "last_ts", "packets", "state", "syn_seen")
 
     def __init__(self, key: FlowKey, ident: int, ts: float, syn_seen: bool) -> None:
         self.key = key

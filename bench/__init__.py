@@ -1,0 +1,1 @@
+"""pilotfish benchmarks against its peers (tcpdump, tshark), printed as ratio tables."""
