@@ -19,7 +19,7 @@ import msgspec
 import typer
 
 from pilotfish import __version__
-from pilotfish.capture.base import CaptureOptions
+from pilotfish.capture.base import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2, CaptureOptions
 from pilotfish.capture.bpf import BpfError, compile_filter
 from pilotfish.config import Settings, load
 from pilotfish.live import LiveOptions
@@ -58,7 +58,7 @@ def _format(fmt: str | None) -> Format:
         return "table" if sys.stdout.isatty() else "jsonl"
     if fmt not in FORMATS:
         raise fail(f"--format must be one of {', '.join(FORMATS)} (got {fmt!r})")
-    return fmt  # type: ignore[return-value]
+    return fmt
 
 
 def _query_matcher(text: str, bpf: str) -> tuple[object | None, str]:
@@ -175,7 +175,7 @@ def capture(
         return
     if bpf:
         try:
-            compile_filter(bpf, 1)
+            compile_filter(bpf, LINKTYPE_LINUX_SLL2 if "any" in interfaces else LINKTYPE_ETHERNET)
         except BpfError as exc:
             raise fail(f"invalid capture filter {bpf!r}: {exc}") from exc
     output_format = _format(fmt)

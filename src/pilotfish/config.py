@@ -21,6 +21,7 @@ class DecodeLimits(msgspec.Struct, forbid_unknown_fields=True):
     max_fragment_sets: int = 4096  # IP datagrams being reassembled at once
     fragment_timeout: float = 30.0  # seconds (capture time) before an incomplete set is dropped
     max_datagram: int = 65535  # bytes of a reassembled IP datagram
+    max_fragment_bytes: int = 16 * 1024 * 1024  # fragment bytes held across all datagrams
 
 
 class FlowLimits(msgspec.Struct, forbid_unknown_fields=True):

@@ -84,8 +84,8 @@ class CaptureOptions:
     snaplen: int = 262144
     promiscuous: bool = False
     fanout_group: int | None = None  # processes sharing one group split flows by hash
-    block_size: int = 1 << 22  # AF_PACKET TPACKET_V3 block size
-    block_count: int = 64
+    block_size: int = 1 << 21  # AF_PACKET TPACKET_V3 block size (ring = size x count per socket)
+    block_count: int = 32
     block_timeout_ms: int = 100
     umem_frames: int = 4096  # AF_XDP
     umem_frame_size: int = 4096

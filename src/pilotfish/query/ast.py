@@ -125,3 +125,22 @@ def dump(node: Node) -> str:
     if isinstance(node, Binary):
         return f"({dump(node.left)} {node.op} {dump(node.right)})"
     return "(" + f" {node.op} ".join(dump(o) for o in node.operands) + ")"
+
+
+def children(node: Node) -> tuple[Node, ...]:
+    """The direct sub-expressions of `node`."""
+    if isinstance(node, ListLit):
+        return node.items
+    if isinstance(node, Select):
+        return (node.operand,)
+    if isinstance(node, Index):
+        return (node.operand, node.index)
+    if isinstance(node, Call):
+        return node.args if node.target is None else (node.target, *node.args)
+    if isinstance(node, Unary):
+        return (node.operand,)
+    if isinstance(node, Binary):
+        return (node.left, node.right)
+    if isinstance(node, Logic):
+        return node.operands
+    return ()

@@ -19,9 +19,16 @@ from pilotfish.query.errors import QueryError
 from pilotfish.query.lexer import INT64_MAX, Token, tokenize
 
 MAX_DEPTH: Final = 64
-_RELATIONS: Final = frozenset(("<", "<=", ">", ">=", "==", "!=", "in"))
-_ADDITIVE: Final = frozenset(("+", "-"))
-_MULTIPLICATIVE: Final = frozenset(("*", "/", "%"))
+_LEVELS: Final = {
+    "||": 1,
+    "&&": 2,
+    **dict.fromkeys(("<", "<=", ">", ">=", "==", "!=", "in"), 3),
+    "+": 4,
+    "-": 4,
+    "*": 5,
+    "/": 5,
+    "%": 5,
+}
 _RESERVED: Final = frozenset(
     (
         "as",
@@ -102,41 +109,26 @@ class _Parser:
 
     def expression(self) -> ast.Node:
         self._enter(self.peek().pos)
-        node = self._logic("||", self._and)
+        node = self._operators(1)
         if self._is_op("?"):
             raise QueryError("the conditional operator '?:' is not supported", self.peek().pos)
         self._nesting -= 1
         return node
 
-    def _and(self) -> ast.Node:
-        return self._logic("&&", self._relation)
-
-    def _logic(self, op: str, operand: _Rule) -> ast.Node:
-        first = operand()
-        if not self._is_op(op):
-            return first
-        pos = self.peek().pos
-        items = [first]
-        while self._is_op(op):
+    def _operators(self, min_level: int) -> ast.Node:
+        """Precedence climbing over the binary operators at `min_level` and tighter."""
+        left = self._unary()
+        while True:
+            token = self.peek()
+            level = _LEVELS.get(token.text) if token.kind in ("op", "ident") else None
+            if level is None or level < min_level:
+                return left
             self._next()
-            items.append(operand())
-        return ast.Logic(op, tuple(items), pos)
-
-    def _relation(self) -> ast.Node:
-        return self._binary(_RELATIONS, self._additive)
-
-    def _additive(self) -> ast.Node:
-        return self._binary(_ADDITIVE, self._multiplicative)
-
-    def _multiplicative(self) -> ast.Node:
-        return self._binary(_MULTIPLICATIVE, self._unary)
-
-    def _binary(self, ops: frozenset[str], operand: _Rule) -> ast.Node:
-        left = operand()
-        while self._is_op(ops):
-            token = self._next()
-            left = ast.Binary(token.text, left, operand(), token.pos)
-        return left
+            right = self._operators(level + 1)
+            if token.text in ("&&", "||"):
+                left = _chain(token, left, right)
+            else:
+                left = ast.Binary(token.text, left, right, token.pos)
 
     def _unary(self) -> ast.Node:
         prefix: list[Token] = []
@@ -237,7 +229,11 @@ class _Parser:
         return ast.Ident(word, token.pos)
 
 
-_Rule = type(_Parser.expression)
+def _chain(token: Token, left: ast.Node, right: ast.Node) -> ast.Logic:
+    """Extend an `&&`/`||` chain (chains stay flat; both operators are associative)."""
+    if isinstance(left, ast.Logic) and left.op == token.text:
+        return ast.Logic(token.text, (*left.operands, right), left.pos)
+    return ast.Logic(token.text, (left, right), token.pos)
 
 
 def _is_number(value: object) -> bool:
@@ -251,23 +247,4 @@ def _check_depth(root: ast.Node) -> None:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise QueryError(f"expression nested deeper than {MAX_DEPTH} levels", node.pos)
-        stack.extend((child, depth + 1) for child in children(node))
-
-
-def children(node: ast.Node) -> tuple[ast.Node, ...]:
-    """The direct sub-expressions of `node`."""
-    if isinstance(node, ast.ListLit):
-        return node.items
-    if isinstance(node, ast.Select):
-        return (node.operand,)
-    if isinstance(node, ast.Index):
-        return (node.operand, node.index)
-    if isinstance(node, ast.Call):
-        return node.args if node.target is None else (node.target, *node.args)
-    if isinstance(node, ast.Unary):
-        return (node.operand,)
-    if isinstance(node, ast.Binary):
-        return (node.left, node.right)
-    if isinstance(node, ast.Logic):
-        return node.operands
-    return ()
+        stack.extend((child, depth + 1) for child in ast.children(node))

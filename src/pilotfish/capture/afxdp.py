@@ -1,0 +1,424 @@
+"""AF_XDP capture source ("afxdp"), passive: XSKs on mirror veths, never on watched interfaces.
+
+For every watched interface `capture.mirror.Mirror` copies ingress and egress traffic with tc
+into a dedicated veth pair; an RX-only XSK (libxdp's default program, native mode when the
+driver allows it, else SKB mode; copy or zero-copy as the kernel grants) sits on the far end.
+The watched interface keeps every packet, so capture never steals or delays traffic.
+
+Receiving: the XSK fds are polled with `block_timeout_ms`; the C helper (`_xsk`, built from
+`_xsk_build.py`) drains up to `BATCH` descriptors per call, copies them into one buffer and
+recycles the frames into the fill ring, so Python makes one call per batch.  AF_XDP carries
+no per-packet timestamp: every frame of a batch gets the same `clock()` value (default
+`time.time`) taken when the batch was read, so a timestamp is late by the time the frame
+waited in the RX ring.  Frames are Ethernet (linktype 1); super-frames arrive cut to wire
+size by the mirror.  A poll timeout yields an empty list so consumers can run their idle
+timers.  A non-empty `options.bpf` is applied in user space (libpcap's interpreter).
+
+Bounds: per interface one UMEM of `umem_frames * umem_frame_size` bytes and one RX/fill
+ring of the next power of two >= `umem_frames`; one copy buffer of `BATCH * umem_frame_size`
+bytes.  A frame that does not fit a UMEM frame is dropped by the kernel and counted.
+bpffs is mounted at /sys/fs/bpf when absent (libxdp's dispatcher needs it) and left mounted.
+
+Counters: `received`/`bytes` are frames/bytes handed over (after the filter; `filtered` in
+`extra` counts the others); `dropped` = XSK rx_dropped + rx_ring_full (XDP_STATISTICS);
+`if_dropped` = frames the mirror veths dropped; `extra` reports the attach mode obtained
+(`xdp_mode` native|skb), `zerocopy` and the raw XDP counters.
+
+Declines (SourceUnavailable, one reason each): helper not built / libxdp not loadable, no
+interface or interface "any", unknown interface, watching a pilotfish mirror link, missing
+capabilities, kernel without AF_XDP, bad UMEM geometry, MTU too large for the UMEM frame.
+`close()` is idempotent and thread-safe; called from a signal handler while a batch is being
+read on the same thread it defers the teardown to the end of that batch.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import logging
+import os
+import select
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pilotfish.capture.base import (
+    LINKTYPE_ETHERNET,
+    CaptureOptions,
+    CaptureStats,
+    SourceError,
+    SourceUnavailable,
+)
+from pilotfish.capture.mirror import (
+    STATE_DIR,
+    Mirror,
+    MirrorError,
+    interface_mtu,
+    is_mirror_name,
+    link_exists,
+)
+from pilotfish.model import Frame
+
+log = logging.getLogger(__name__)
+
+NAME: Final = "afxdp"
+AF_XDP: Final = 44
+BATCH: Final = 256  # descriptors drained per helper call
+XDP_PACKET_HEADROOM: Final = 256  # the kernel keeps this much of every UMEM frame
+LINK_HEADER: Final = 18  # Ethernet + one VLAN tag
+BPFFS: Final = "/sys/fs/bpf"
+MODES: Final = {"auto": 0, "skb": 1, "native": 2}
+_MODE_NAMES: Final = {1: "skb", 2: "native"}
+_POLL_FAILED: Final = select.POLLERR | select.POLLHUP | select.POLLNVAL
+_XDP_COUNTERS: Final = (
+    "rx_dropped",
+    "rx_invalid_descs",
+    "tx_invalid_descs",
+    "rx_ring_full",
+    "rx_fill_ring_empty_descs",
+    "tx_ring_empty_descs",
+)
+
+CAP_NET_ADMIN: Final = 12
+CAP_NET_RAW: Final = 13
+CAP_SYS_ADMIN: Final = 21
+CAP_BPF: Final = 39
+CAPS_REASON: Final = (
+    "missing capability: needs CAP_NET_ADMIN and CAP_BPF (or CAP_SYS_ADMIN), "
+    "and CAP_NET_RAW for the AF_XDP socket"
+)
+
+
+def load_helper() -> tuple[Any, Any]:
+    """The compiled helper's (ffi, lib), or SourceUnavailable with the reason."""
+    try:
+        xsk = importlib.import_module("pilotfish.capture._xsk")
+    except ImportError as exc:
+        text = str(exc)
+        if "libxdp" in text or "libbpf" in text:
+            raise SourceUnavailable(NAME, f"libxdp not loadable: {text}") from exc
+        raise SourceUnavailable(
+            NAME, "AF_XDP helper not built (reinstall pilotfish with libxdp-dev present)"
+        ) from exc
+    return xsk.ffi, xsk.lib
+
+
+def missing_capabilities(cap_eff: int) -> bool:
+    """True when an effective capability set cannot run the AF_XDP source."""
+    admin, raw, bpf, sys_admin = (
+        bool(cap_eff >> cap & 1) for cap in (CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_SYS_ADMIN)
+    )
+    return not (admin and raw and (bpf or sys_admin))
+
+
+def effective_capabilities(status_text: str) -> int:
+    """CapEff from the text of /proc/<pid>/status (0 when absent or malformed)."""
+    for line in status_text.splitlines():
+        if line.startswith("CapEff:"):
+            try:
+                return int(line.split(":", 1)[1].strip(), 16)
+            except ValueError:
+                return 0
+    return 0
+
+
+def socket_errno_reason(err: int) -> str:
+    """The decline reason for socket(AF_XDP) failing with this errno."""
+    if err in (errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT):
+        return "kernel without AF_XDP (socket(AF_XDP) failed: address family not supported)"
+    if err in (errno.EPERM, errno.EACCES):
+        return CAPS_REASON
+    return f"socket(AF_XDP) failed: {os.strerror(err)}"
+
+
+def check_frame_geometry(mtu: int, frame_size: int, page_size: int) -> str | None:
+    """Why an interface MTU / UMEM frame size pair cannot work, or None when it can."""
+    if frame_size < 2048 or frame_size > page_size or frame_size & (frame_size - 1):
+        return (
+            f"UMEM frame size {frame_size} not supported "
+            f"(a power of two from 2048 to the page size {page_size})"
+        )
+    if mtu + LINK_HEADER > frame_size - XDP_PACKET_HEADROOM:
+        return f"MTU {mtu} too large for UMEM frame size {frame_size}"
+    return None
+
+
+@dataclass
+class _Socket:
+    """One XSK on the mirror of one watched interface."""
+
+    mirror: Mirror
+    handle: Any
+    fd: int
+    mode: str
+    zerocopy: bool
+
+
+class AfXdpSource:
+    """Passive AF_XDP capture on `options.interfaces` (see the module docstring)."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        options: CaptureOptions,
+        *,
+        mode: str = "auto",
+        mount_bpffs: bool = True,
+        state_dir: str = STATE_DIR,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {sorted(MODES)}")
+        self.options = options
+        self._mode = mode
+        self._mount_bpffs = mount_bpffs
+        self._state_dir = state_dir
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._busy_thread: int | None = None
+        self._stop = False
+        self._sockets: list[_Socket] = []
+        self._ffi: Any = None
+        self._lib: Any = None
+        self._matches: Callable[[bytes, int], bool] | None = None
+        self._stats = CaptureStats(backend=NAME)
+        self._filtered = 0
+        self._bpffs = "unknown"
+
+    # --- Source protocol -------------------------------------------------------------------
+
+    def open(self) -> None:
+        if self._sockets or self._stop:
+            raise SourceError("afxdp: open() on a source that is open or closed")
+        self._ffi, self._lib = load_helper()
+        names = self._check_interfaces()
+        self._check_privileges()
+        self._check_mtus(names)
+        self._prepare_filter()
+        self._bpffs = self._ensure_bpffs()
+        try:
+            for ifname in names:
+                self._sockets.append(self._open_one(ifname))
+        except BaseException:
+            self._teardown()
+            raise
+        first = self._sockets[0]
+        self._stats.reason = (
+            f"AF_XDP {first.mode} mode, {'zero-copy' if first.zerocopy else 'copy'}, "
+            f"via tc mirror of {', '.join(names)}"
+        )
+
+    def batches(self) -> Iterator[list[Frame]]:
+        if self._ffi is None:
+            raise SourceError("afxdp: batches() before open()")
+        me = threading.get_ident()
+        poller = select.poll()
+        by_fd = {s.fd: s for s in self._sockets}
+        for fd in by_fd:
+            poller.register(fd, select.POLLIN)
+        cap = BATCH * self.options.umem_frame_size
+        buf = bytearray(cap)
+        lens = self._ffi.new("uint32_t[]", BATCH)
+        c_buf = self._ffi.from_buffer(buf)
+        view = memoryview(buf)
+        lens_view = memoryview(self._ffi.buffer(lens)).cast("I")
+        while not self._stop:
+            out: list[Frame] = []
+            self._busy_thread = me
+            try:
+                with self._lock:
+                    if self._stop or not self._sockets:
+                        break
+                    ready = poller.poll(self.options.block_timeout_ms)
+                    if not ready:
+                        self._check_alive()
+                    for fd, events in ready:
+                        if events & _POLL_FAILED:
+                            raise SourceError(f"afxdp: socket on {by_fd[fd].mirror.veth_b} failed")
+                        n = self._lib.pf_xsk_recv(by_fd[fd].handle, BATCH, c_buf, cap, lens)
+                        if n > 0:
+                            sizes = lens_view[:n].tolist()
+                            self._collect(out, bytes(view[: sum(sizes)]), sizes)
+            finally:
+                self._busy_thread = None
+            yield out
+        self.close()
+
+    def stats(self) -> CaptureStats:
+        with self._lock:
+            self._refresh_counters()
+            st = self._stats
+            return CaptureStats(
+                backend=NAME,
+                reason=st.reason,
+                received=st.received,
+                dropped=st.dropped,
+                if_dropped=st.if_dropped,
+                bytes=st.bytes,
+                extra={**st.extra, "bpffs": self._bpffs, "filtered": self._filtered},
+            )
+
+    def close(self) -> None:
+        self._stop = True
+        if self._busy_thread == threading.get_ident():
+            return  # a signal handler inside our own batch: batches() finishes the close
+        with self._lock:
+            self._teardown()
+
+    def __enter__(self) -> AfXdpSource:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- open steps ------------------------------------------------------------------------
+
+    def _check_interfaces(self) -> list[str]:
+        names = list(dict.fromkeys(self.options.interfaces))
+        if not names:
+            raise SourceUnavailable(NAME, "no interface given")
+        for ifname in names:
+            if ifname == "any":
+                raise SourceUnavailable(
+                    NAME, "interface 'any' is not supported by AF_XDP (name real interfaces)"
+                )
+            if is_mirror_name(ifname):
+                raise SourceUnavailable(NAME, f"{ifname} is a pilotfish mirror link")
+            try:
+                socket.if_nametoindex(ifname)
+            except OSError:
+                raise SourceUnavailable(NAME, f"unknown interface {ifname!r}") from None
+        return names
+
+    def _check_privileges(self) -> None:
+        try:
+            with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+                cap_eff = effective_capabilities(f.read())
+        except OSError:
+            cap_eff = 0
+        if missing_capabilities(cap_eff):
+            raise SourceUnavailable(NAME, CAPS_REASON)
+        try:
+            socket.socket(AF_XDP, socket.SOCK_RAW, 0).close()
+        except OSError as exc:
+            raise SourceUnavailable(NAME, socket_errno_reason(exc.errno or 0)) from None
+
+    def _check_mtus(self, names: list[str]) -> None:
+        page = os.sysconf("SC_PAGESIZE")
+        for ifname in names:
+            why = check_frame_geometry(interface_mtu(ifname), self.options.umem_frame_size, page)
+            if why:
+                raise SourceUnavailable(NAME, f"{ifname}: {why}")
+
+    def _prepare_filter(self) -> None:
+        if not self.options.bpf:
+            return
+        from pilotfish.capture.bpf import BpfError, compile_filter
+
+        try:
+            self._matches = compile_filter(
+                self.options.bpf, LINKTYPE_ETHERNET, self.options.snaplen
+            ).matches
+        except (BpfError, OSError) as exc:
+            raise SourceUnavailable(NAME, f"filter not usable: {exc}") from exc
+
+    def _ensure_bpffs(self) -> str:
+        if os.path.ismount(BPFFS):
+            return "mounted"
+        if not self._mount_bpffs:
+            return "absent (libxdp runs without its dispatcher)"
+        cmd = ["mount", "-t", "bpf", "bpf", BPFFS]
+        try:
+            subprocess.run(cmd, capture_output=True, timeout=10, check=True)
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.info("afxdp: cannot mount bpffs (%s); libxdp runs without its dispatcher", exc)
+            return "absent (libxdp runs without its dispatcher)"
+        return "mounted by pilotfish"
+
+    def _open_one(self, ifname: str) -> _Socket:
+        mirror = Mirror(ifname, state_dir=self._state_dir)
+        try:
+            mirror.install()
+        except (MirrorError, OSError) as exc:
+            raise SourceUnavailable(NAME, f"cannot mirror {ifname}: {exc}") from exc
+        for item in mirror.stale:
+            log.warning("afxdp: replaced stale %s", item)
+        ffi, lib = self._ffi, self._lib
+        out = ffi.new("struct pf_xsk **")
+        err = ffi.new("char[]", 256)
+        frames, size = self.options.umem_frames, self.options.umem_frame_size
+        rc = lib.pf_xsk_open(
+            mirror.veth_b.encode(), 0, frames, size, MODES[self._mode], out, err, 256
+        )
+        if rc != 0:
+            mirror.remove()
+            text = ffi.string(err).decode(errors="replace")
+            if -rc in (errno.EPERM, errno.EACCES):
+                raise SourceUnavailable(NAME, f"{CAPS_REASON} ({text})")
+            raise SourceUnavailable(NAME, f"{ifname}: {text or os.strerror(-rc)}")
+        fd, mode, zc = ffi.new("int *"), ffi.new("int *"), ffi.new("int *")
+        lib.pf_xsk_info(out[0], fd, mode, zc)
+        sock = _Socket(mirror, out[0], fd[0], _MODE_NAMES.get(mode[0], "?"), bool(zc[0]))
+        log.info("afxdp: %s mirrored to %s, XSK in %s mode", ifname, mirror.veth_b, sock.mode)
+        return sock
+
+    # --- receive and teardown --------------------------------------------------------------
+
+    def _collect(self, out: list[Frame], data: bytes, lens: list[int]) -> None:
+        ts = self._clock()
+        snap = self.options.snaplen
+        matches = self._matches
+        off = 0
+        nbytes = 0
+        for length in lens:
+            end = off + length
+            frame = data[off:end] if length <= snap else data[off : off + snap]
+            off = end
+            if matches is not None and not matches(frame, length):
+                self._filtered += 1
+                continue
+            out.append((ts, LINKTYPE_ETHERNET, frame, length))
+            nbytes += len(frame)
+        self._stats.received += len(out)
+        self._stats.bytes += nbytes
+
+    def _check_alive(self) -> None:
+        """Between polls: a deleted mirror or watched interface ends the capture clearly."""
+        for s in self._sockets:
+            for name in (s.mirror.ifname, s.mirror.veth_b):
+                if not link_exists(name):
+                    raise SourceError(f"afxdp: interface {name} disappeared")
+
+    def _refresh_counters(self) -> None:
+        """Read the kernel counters of the open sockets (kept after close)."""
+        if not self._sockets:
+            return
+        totals = [0] * 6
+        out = self._ffi.new("uint64_t[]", 6)
+        for s in self._sockets:
+            if self._lib.pf_xsk_stats(s.handle, out) == 0:
+                for i in range(6):
+                    totals[i] += out[i]
+        st = self._stats
+        st.dropped = totals[0] + totals[3]
+        st.if_dropped = sum(s.mirror.dropped() for s in self._sockets)
+        st.extra = dict(zip(_XDP_COUNTERS, totals, strict=True))
+        st.extra["xdp_mode"] = ",".join(sorted({s.mode for s in self._sockets}))
+        st.extra["zerocopy"] = int(all(s.zerocopy for s in self._sockets))
+        st.extra["mirrors"] = ",".join(s.mirror.veth_b for s in self._sockets)
+
+    def _teardown(self) -> None:
+        self._refresh_counters()
+        while self._sockets:
+            s = self._sockets.pop()
+            self._lib.pf_xsk_close(s.handle)
+            try:
+                s.mirror.remove()
+            except (MirrorError, OSError) as exc:
+                log.warning("afxdp: cleanup of %s incomplete: %s", s.mirror.veth_a, exc)

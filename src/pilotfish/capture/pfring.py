@@ -1,0 +1,281 @@
+"""PF_RING live capture through libpfring's C API (ctypes), one ring per interface.
+
+The library is found from the `library` argument, else `PILOTFISH_PFRING_LIBRARY`, else the
+system's `pfring` library; each ring is opened with `pfring_open` (PF_RING_PROMISC when asked,
+PF_RING_TIMESTAMP always), named with `pfring_set_application_name`, given the capture filter
+with `pfring_set_bpf_filter` and started with `pfring_enable_ring`.  Frames are Ethernet.
+
+`batches()` drains each ring without waiting (`pfring_recv` in zero-copy mode, buffer_len 0,
+copying each packet out once) up to `MAX_BATCH` frames, and when every ring is empty waits
+in poll() on the rings' selectable descriptors and a wake-up pipe, with a short timeout, so
+`close()` (safe twice, from any thread) ends it promptly.  A library that offers no
+selectable descriptor is waited on with `pfring_poll` for the same short time instead.
+
+Counters: `received`/`bytes` as handed over; `dropped` is the sum of `pfring_stats().drop`
+(cumulative in the library); `extra["shunt"]` its shunted packets; frames whose header says
+caplen > len or whose pointer is NULL are skipped and counted in `extra["bad_headers"]`;
+failed `pfring_recv` calls are counted in `extra["recv_errors"]`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import os
+import select
+import struct
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+from pilotfish.capture.base import (
+    LINKTYPE_ETHERNET,
+    CaptureOptions,
+    CaptureStats,
+    SourceError,
+    SourceUnavailable,
+)
+from pilotfish.model import Frame
+
+NAME: Final = "pfring"
+ENV_LIBRARY: Final = "PILOTFISH_PFRING_LIBRARY"
+NOT_FOUND: Final = "libpfring not found (install PF_RING userland library)"
+NO_MODULE: Final = "pf_ring kernel module not loaded"
+NEEDS_CAP: Final = "needs CAP_NET_RAW: run as root or grant the capability"
+APP_NAME: Final = b"pilotfish"
+PROC_PF_RING: Final = Path("/proc/net/pf_ring")
+
+PF_RING_PROMISC: Final = 1 << 3
+PF_RING_TIMESTAMP: Final = 1 << 4
+MAX_BATCH: Final = 4096
+_POLL_MS: Final = 100
+
+# struct pfring_pkthdr (packed): struct timeval ts; u_int32 caplen; u_int32 len; then the
+# extended header (timestamp_ns u64, flags u32, rx_direction u8, port_id u8, device_id u16,
+# if_index i32, pkt_hash u32, ...).  The whole header is 209 bytes in current PF_RING; a
+# larger buffer is handed over so a future layout cannot write past it.
+PKTHDR: Final = struct.Struct("=qqII")
+PKTHDR_BUFFER: Final = 512
+# pfring_stat: recv, drop, shunt (u_int64 each)
+PFRING_STAT: Final = struct.Struct("=QQQ")
+
+
+def find_library(library: str | None = None) -> str:
+    """The libpfring to load: argument, then environment, then the system search."""
+    name = library or os.environ.get(ENV_LIBRARY) or ctypes.util.find_library("pfring")
+    if not name:
+        raise SourceUnavailable(NAME, NOT_FOUND)
+    return name
+
+
+def load_library(name: str) -> ctypes.CDLL:
+    """Load libpfring and declare the functions pilotfish calls."""
+    try:
+        lib = ctypes.CDLL(name, use_errno=True)
+    except OSError as exc:
+        raise SourceUnavailable(NAME, f"{NOT_FOUND}: {exc}") from exc
+    vp, u32 = ctypes.c_void_p, ctypes.c_uint32
+    signatures: dict[str, tuple[tuple[type, ...], type | None]] = {
+        "pfring_open": ((ctypes.c_char_p, u32, u32), vp),
+        "pfring_set_application_name": ((vp, ctypes.c_char_p), ctypes.c_int),
+        "pfring_set_bpf_filter": ((vp, ctypes.c_char_p), ctypes.c_int),
+        "pfring_enable_ring": ((vp,), ctypes.c_int),
+        "pfring_recv": (
+            (vp, ctypes.POINTER(ctypes.c_void_p), ctypes.c_uint, ctypes.c_char_p, ctypes.c_uint8),
+            ctypes.c_int,
+        ),
+        "pfring_stats": ((vp, ctypes.c_char_p), ctypes.c_int),
+        "pfring_get_selectable_fd": ((vp,), ctypes.c_int),
+        "pfring_poll": ((vp, ctypes.c_uint), ctypes.c_int),
+        "pfring_close": ((vp,), None),
+    }
+    for func_name, (argtypes, restype) in signatures.items():
+        try:
+            func = getattr(lib, func_name)
+        except AttributeError as exc:
+            raise SourceUnavailable(NAME, f"{name} lacks {func_name}") from exc
+        func.argtypes = argtypes
+        func.restype = restype
+    return lib
+
+
+def open_reason(code: int, device: str) -> str:
+    """Why `pfring_open(device)` returned NULL, from its errno."""
+    if code in (errno.EPERM, errno.EACCES):
+        return NEEDS_CAP
+    if code == errno.EAFNOSUPPORT or not PROC_PF_RING.exists():
+        return NO_MODULE
+    if code in (errno.ENODEV, errno.ENXIO):
+        return f"no such interface: {device}"
+    return f"pfring_open({device}) failed: {os.strerror(code) if code else 'unknown error'}"
+
+
+class _Ring:
+    """One opened pfring handle and the buffers reused for every packet."""
+
+    def __init__(self, lib: ctypes.CDLL, handle: int, device: str) -> None:
+        self.lib = lib
+        self.handle = handle
+        self.device = device
+        self.fd = lib.pfring_get_selectable_fd(handle)
+        self.pointer = ctypes.c_void_p()
+        self.header = ctypes.create_string_buffer(PKTHDR_BUFFER)
+        self.stat = ctypes.create_string_buffer(PFRING_STAT.size)
+        self.drop = 0
+        self.shunt = 0
+
+    def read_stats(self) -> None:
+        if self.lib.pfring_stats(self.handle, self.stat) == 0:
+            _recv, self.drop, self.shunt = PFRING_STAT.unpack(self.stat.raw)
+
+
+class PfRingSource:
+    """Live capture through libpfring (see the module docstring)."""
+
+    name = NAME
+
+    def __init__(self, options: CaptureOptions, library: str | None = None) -> None:
+        self.options = options
+        self._library = library
+        self._lib: ctypes.CDLL | None = None
+        self._rings: list[_Ring] = []
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._wake_r = -1
+        self._wake_w = -1
+        self._received = 0
+        self._bytes = 0
+        self._bad = 0
+        self._errors = 0
+        self._reason = ""
+        self._final: CaptureStats | None = None
+
+    def open(self) -> None:
+        lib = self._lib = load_library(find_library(self._library))
+        devices = list(self.options.interfaces) or ["any"]
+        try:
+            for device in devices:
+                self._rings.append(self._open_ring(lib, device))
+        except BaseException:
+            self._release()
+            raise
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._reason = f"libpfring on {','.join(devices)}"
+
+    def _open_ring(self, lib: ctypes.CDLL, device: str) -> _Ring:
+        flags = PF_RING_TIMESTAMP | (PF_RING_PROMISC if self.options.promiscuous else 0)
+        ctypes.set_errno(0)
+        handle = lib.pfring_open(device.encode(), self.options.snaplen, flags)
+        if not handle:
+            raise SourceUnavailable(NAME, open_reason(ctypes.get_errno(), device))
+        ring = _Ring(lib, handle, device)
+        try:
+            lib.pfring_set_application_name(handle, APP_NAME)
+            if self.options.bpf and lib.pfring_set_bpf_filter(handle, self.options.bpf.encode()):
+                raise SourceUnavailable(
+                    NAME, f"pfring_set_bpf_filter refused {self.options.bpf!r} on {device}"
+                )
+            if lib.pfring_enable_ring(handle) != 0:
+                raise SourceUnavailable(NAME, f"pfring_enable_ring failed on {device}")
+        except BaseException:
+            lib.pfring_close(handle)
+            raise
+        return ring
+
+    def batches(self) -> Iterator[list[Frame]]:
+        if not self._rings and not self._closing.is_set():
+            raise SourceError("pfring: batches() before open()")
+        poller = select.poll()
+        for ring in self._rings:
+            if ring.fd >= 0:
+                poller.register(ring.fd, select.POLLIN)
+        if self._wake_r >= 0:
+            poller.register(self._wake_r, select.POLLIN)
+        selectable = all(ring.fd >= 0 for ring in self._rings)
+        while not self._closing.is_set():
+            with self._lock:
+                if self._closing.is_set():
+                    return
+                batch = self._drain()
+            if batch:
+                yield batch
+                continue
+            if selectable:
+                poller.poll(_POLL_MS)
+            else:
+                with self._lock:
+                    if self._rings:
+                        self._rings[0].lib.pfring_poll(self._rings[0].handle, _POLL_MS)
+
+    def _drain(self) -> list[Frame]:
+        """Up to MAX_BATCH frames from the rings, without waiting."""
+        frames: list[Frame] = []
+        append = frames.append
+        unpack = PKTHDR.unpack_from
+        string_at = ctypes.string_at
+        nbytes = 0
+        for ring in self._rings:
+            recv = ring.lib.pfring_recv
+            handle, pointer, header = ring.handle, ring.pointer, ring.header
+            ref = ctypes.byref(pointer)
+            while len(frames) < MAX_BATCH:
+                got = recv(handle, ref, 0, header, 0)
+                if got <= 0:
+                    if got < 0:
+                        self._errors += 1
+                    break
+                sec, usec, caplen, wirelen = unpack(header)
+                address = pointer.value
+                if not address or caplen > wirelen:
+                    self._bad += 1
+                    continue
+                append((sec + usec * 1e-6, LINKTYPE_ETHERNET, string_at(address, caplen), wirelen))
+                nbytes += caplen
+        self._received += len(frames)
+        self._bytes += nbytes
+        return frames
+
+    def stats(self) -> CaptureStats:
+        with self._lock:
+            if self._final is not None:
+                return self._final
+            return self._collect()
+
+    def _collect(self) -> CaptureStats:
+        for ring in self._rings:
+            ring.read_stats()
+        return CaptureStats(
+            backend=NAME,
+            reason=self._reason,
+            received=self._received,
+            dropped=sum(ring.drop for ring in self._rings),
+            bytes=self._bytes,
+            extra={
+                "shunt": sum(ring.shunt for ring in self._rings),
+                "bad_headers": self._bad,
+                "recv_errors": self._errors,
+            },
+        )
+
+    def close(self) -> None:
+        self._closing.set()
+        with self._lock:
+            if self._wake_w >= 0:
+                with contextlib.suppress(OSError):
+                    os.write(self._wake_w, b"x")
+            if self._final is None and self._rings:
+                self._final = self._collect()
+            self._release()
+
+    def _release(self) -> None:
+        for ring in self._rings:
+            ring.lib.pfring_close(ring.handle)
+        self._rings = []
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1

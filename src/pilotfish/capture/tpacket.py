@@ -1,0 +1,223 @@
+"""The TPACKET_V3 block ring: its layout and the walker that turns retired blocks into frames.
+
+The kernel fills blocks of `block_size` bytes; a block whose `block_status` has
+`TP_STATUS_USER` belongs to user space.  `RingWalker.next_block()` takes the next such block
+in ring order, copies each frame out (one `struct.unpack_from` of the `tpacket3_hdr`, one
+slice, one tuple per frame) and hands the block straight back to the kernel
+(`TP_STATUS_KERNEL`), so a consumer may keep the frames as long as it likes.
+
+Frames are `model.Frame` tuples: (ring timestamp, linktype, bytes, wire length).  On a cooked
+(SOCK_DGRAM) socket a LINUX_SLL2 header is synthesised from the frame's `sockaddr_ll`; on an
+Ethernet socket a VLAN tag the NIC stripped is put back in the frame.
+
+Works on any shared mapping, so it is tested on an anonymous mmap without a kernel ring.  Bounds:
+a header, offset or length pointing outside its block ends that block's walk and is counted
+in `ring_errors`; nothing is ever read outside the block; a block yields at most
+block_size / 48 frames and a frame whose next offset is shorter than a header ends the walk.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from typing import Final
+
+from pilotfish.capture.base import LINKTYPE_LINUX_SLL2
+from pilotfish.model import Frame
+
+TPACKET_V3: Final = 2
+TPACKET_ALIGNMENT: Final = 16
+TP_STATUS_KERNEL: Final = 0
+TP_STATUS_USER: Final = 1
+TP_STATUS_VLAN_VALID: Final = 0x10
+TP_STATUS_VLAN_TPID_VALID: Final = 0x40
+
+# struct tpacket_req3: block_size, block_nr, frame_size, frame_nr, retire_blk_tov,
+# sizeof_priv, feature_req_word
+TPACKET_REQ3: Final = struct.Struct("=7I")
+# struct tpacket_block_desc: version, offset_to_priv, then tpacket_hdr_v1: block_status,
+# num_pkts, offset_to_first_pkt, blk_len, seq_num (u64), ts_first_pkt, ts_last_pkt
+BLOCK_DESC: Final = struct.Struct("=IIIIIIQIIII")
+_BLOCK_HEAD: Final = struct.Struct("=8xIII")  # block_status, num_pkts, offset_to_first_pkt
+_BLOCK_STATUS_OFFSET: Final = 8
+_STATUS: Final = struct.Struct("=I")
+# struct tpacket3_hdr: tp_next_offset, tp_sec, tp_nsec, tp_snaplen, tp_len, tp_status,
+# tp_mac, tp_net, hv1 {tp_rxhash, tp_vlan_tci, tp_vlan_tpid, pad}, tp_padding[8]
+TPACKET3_HDR: Final = struct.Struct("=6IHHIIHH8x")
+_FRAME_HEAD: Final = struct.Struct("=6IH")  # what the hot loop needs, up to tp_mac
+_VLAN_FIELDS: Final = struct.Struct("=IH")  # tp_vlan_tci, tp_vlan_tpid at offset 32
+_VLAN_OFFSET: Final = 32
+# struct sockaddr_ll right after the aligned tpacket3_hdr: family, protocol (network order,
+# kept raw), ifindex, hatype, pkttype, halen, addr[8]
+SOCKADDR_LL_OFFSET: Final = 48
+SOCKADDR_LL: Final = struct.Struct("=H2siHBB8s")
+_SLL_FIELDS: Final = struct.Struct("=2x2siHBB8s")
+# LINUX_SLL2 header: protocol, reserved, ifindex, hatype, pkttype, halen, addr[8]
+SLL2_HEADER: Final = struct.Struct(">2s2xiHBB8s")
+SLL2_HEADER_LEN: Final = SLL2_HEADER.size
+_VLAN_TAG: Final = struct.Struct(">HH")
+_ETH_P_8021Q: Final = 0x8100
+_MIN_FRAME_LEN: Final = _FRAME_HEAD.size
+_MIN_STRIDE: Final = TPACKET3_HDR.size  # no two frames can start closer than one header
+
+
+class RingWalker:
+    """Walk the blocks of one TPACKET_V3 ring in order, one retired block per call."""
+
+    def __init__(
+        self,
+        ring: mmap.mmap,
+        block_size: int,
+        block_count: int,
+        linktype: int,
+        cooked: bool = False,
+    ) -> None:
+        self._ring = ring
+        self.block_size = block_size
+        self.block_count = block_count
+        self.linktype = LINKTYPE_LINUX_SLL2 if cooked else linktype
+        self.cooked = cooked
+        self._index = 0
+        self.received = 0
+        self.bytes = 0
+        self.blocks = 0
+        self.ring_errors = 0
+        self.vlan_restored = 0
+
+    def ready(self) -> bool:
+        """Whether the next block in ring order belongs to user space."""
+        offset = self._index * self.block_size + _BLOCK_STATUS_OFFSET
+        status: int = _STATUS.unpack_from(self._ring, offset)[0]
+        return bool(status & TP_STATUS_USER)
+
+    def next_block(self) -> list[Frame] | None:
+        """The frames of the next retired block (then returned to the kernel), or None."""
+        ring = self._ring
+        base = self._index * self.block_size
+        status, count, first = _BLOCK_HEAD.unpack_from(ring, base)
+        if not status & TP_STATUS_USER:
+            return None
+        count = min(count, self.block_size // _MIN_STRIDE)
+        try:
+            if self.cooked:
+                frames = self._walk_cooked(base, count, first)
+            else:
+                frames = self._walk(base, count, first)
+        finally:
+            _STATUS.pack_into(ring, base + _BLOCK_STATUS_OFFSET, TP_STATUS_KERNEL)
+            self._index = (self._index + 1) % self.block_count
+            self.blocks += 1
+        self.received += len(frames)
+        return frames
+
+    def _walk(self, base: int, count: int, first: int) -> list[Frame]:
+        ring = self._ring
+        limit = base + self.block_size
+        unpack = _FRAME_HEAD.unpack_from
+        linktype = self.linktype
+        frames: list[Frame] = []
+        append = frames.append
+        nbytes = 0
+        offset = base + first
+        for _ in range(count):
+            if offset < base or offset + _MIN_FRAME_LEN > limit:
+                self.ring_errors += 1
+                break
+            step, sec, nsec, snaplen, wirelen, status, mac = unpack(ring, offset)
+            start = offset + mac
+            stop = start + snaplen
+            if stop > limit:
+                self.ring_errors += 1
+                break
+            data: bytes = ring[start:stop]
+            if status & TP_STATUS_VLAN_VALID:
+                data, wirelen = self._restore_vlan(offset, status, data, wirelen)
+            append((sec + nsec * 1e-9, linktype, data, wirelen))
+            nbytes += snaplen
+            if step < _MIN_STRIDE:
+                break
+            offset += step
+        self.bytes += nbytes
+        return frames
+
+    def _walk_cooked(self, base: int, count: int, first: int) -> list[Frame]:
+        ring = self._ring
+        limit = base + self.block_size
+        unpack = _FRAME_HEAD.unpack_from
+        unpack_sll = _SLL_FIELDS.unpack_from
+        pack_sll2 = SLL2_HEADER.pack
+        linktype = self.linktype
+        frames: list[Frame] = []
+        append = frames.append
+        nbytes = 0
+        offset = base + first
+        for _ in range(count):
+            if offset < base or offset + SOCKADDR_LL_OFFSET + SOCKADDR_LL.size > limit:
+                self.ring_errors += 1
+                break
+            step, sec, nsec, snaplen, wirelen, _status, mac = unpack(ring, offset)
+            start = offset + mac
+            stop = start + snaplen
+            if stop > limit:
+                self.ring_errors += 1
+                break
+            header = pack_sll2(*unpack_sll(ring, offset + SOCKADDR_LL_OFFSET))
+            append(
+                (
+                    sec + nsec * 1e-9,
+                    linktype,
+                    header + ring[start:stop],
+                    wirelen + SLL2_HEADER_LEN,
+                )
+            )
+            nbytes += snaplen + SLL2_HEADER_LEN
+            if step < _MIN_STRIDE:
+                break
+            offset += step
+        self.bytes += nbytes
+        return frames
+
+    def _restore_vlan(
+        self, offset: int, status: int, data: bytes, wirelen: int
+    ) -> tuple[bytes, int]:
+        """Put the 802.1Q tag the NIC stripped back after the two MAC addresses."""
+        if len(data) < 12:
+            return data, wirelen
+        tci, tpid = _VLAN_FIELDS.unpack_from(self._ring, offset + _VLAN_OFFSET)
+        if not (tpid or status & TP_STATUS_VLAN_TPID_VALID):
+            tpid = _ETH_P_8021Q
+        self.vlan_restored += 1
+        return data[:12] + _VLAN_TAG.pack(tpid, tci & 0xFFFF) + data[12:], wirelen + 4
+
+
+def build_block(
+    frames: list[tuple[int, int, bytes, int]],
+    block_size: int,
+    *,
+    status: int = TP_STATUS_USER,
+    sockaddr: bytes = b"",
+    mac_offset: int = 80,
+) -> bytearray:
+    """A block laid out as the kernel writes it (for tests and benchmarks).
+
+    `frames` are (sec, nsec, data, wirelen); `sockaddr` is the raw `sockaddr_ll` written
+    after each header (cooked sockets); data starts `mac_offset` bytes into each frame.
+    """
+    block = bytearray(block_size)
+    first = BLOCK_DESC.size
+    offset = first
+    for index, (sec, nsec, data, wirelen) in enumerate(frames):
+        size = mac_offset + len(data)
+        step = (size + TPACKET_ALIGNMENT - 1) & ~(TPACKET_ALIGNMENT - 1)
+        last = index == len(frames) - 1
+        if offset + size > block_size:
+            raise ValueError("frames do not fit in the block")
+        TPACKET3_HDR.pack_into(
+            block, offset, 0 if last else step, sec, nsec, len(data), wirelen,
+            TP_STATUS_USER, mac_offset, mac_offset, 0, 0, 0, 0,
+        )  # fmt: skip
+        block[offset + SOCKADDR_LL_OFFSET : offset + SOCKADDR_LL_OFFSET + len(sockaddr)] = sockaddr
+        block[offset + mac_offset : offset + size] = data
+        offset += step
+    BLOCK_DESC.pack_into(block, 0, 1, 0, status, len(frames), first, offset, 0, 0, 0, 0, 0)
+    return block

@@ -1,0 +1,371 @@
+"""The entry store: one SQLite database in WAL mode, bounded by a byte limit.
+
+`SqliteStore(path, storage_limit)` implements `store.base.EntryStore`.  The capture side
+`add()`s entries and `commit()`s (at least once a second; `add` also commits by itself when
+its buffer holds more than `max_buffer` entries, more than 1/32 of the limit in bytes, or
+entries older than `commit_interval` seconds by the injected clock).  Other processes open
+the same file with `reader=True` and query while it is written (WAL: readers never block
+the writer nor see a half-written batch).  Crash safety: WAL with synchronous=NORMAL, so a
+killed process loses at most what it had not committed.
+
+Bounds (see docs/store.md):
+- Size: `size_bytes()` (database + WAL + shared-memory file) stays under `storage_limit`.
+  The WAL is checkpointed (and truncated) once it passes 1/8 of the limit; when the used
+  pages of the database pass the rest of the budget (less room for one batch), the oldest
+  entries are deleted in one batch down to 85 % of it, inside the committing transaction.
+  Freed pages go to SQLite's freelist and are reused, so the file stops growing.
+  `counters()["evicted"]` counts deleted entries.
+- Queries: `limit` is clamped to `max_limit` (10,000).  Filters that translate exactly to
+  SQL run entirely in SQLite.  Otherwise the translatable part selects candidate rows, which
+  are decoded and checked with `Query.match` in chunks, newest first, until `limit` entries
+  match or `max_scan` rows (200,000) were examined; the page then carries the cursor where
+  the scan stopped, so a client continues from there.  Aggregates (`stats`, `servicemap`,
+  `streams`) read at most `max_aggregate` rows (1,000,000) when exact, `max_scan` otherwise.
+- Cursors are decimal row sequence numbers, opaque to clients; a malformed one is a
+  ValueError.  Entries are returned newest first (insertion order, which is request
+  timestamp order when the pipeline's reorder buffer keeps up).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from pilotfish.model import Entry
+from pilotfish.query.sql import SQLITE_SETUP, SqlWhere
+from pilotfish.store import aggregate, schema
+from pilotfish.store.base import Bucket, Page, Query, ServiceMap, StreamRef
+
+MAX_LIMIT: Final = 10_000
+MAX_SCAN: Final = 200_000
+MAX_AGGREGATE: Final = 1_000_000
+SCAN_CHUNK: Final = 2_000
+_PAGE_SIZE: Final = 4096
+_MIN_LIMIT: Final = 1 << 20
+_EVERYTHING: Final = SqlWhere("1", [], True)
+_STREAM_COLUMNS: Final = "stream, src_ip, src_port, dst_ip, dst_port, transport, ts, elapsed"
+
+
+class SqliteStore:
+    """A bounded entry store in one SQLite file (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        storage_limit: int = 500 * 1024 * 1024,
+        *,
+        reader: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        max_buffer: int = 5_000,
+        commit_interval: float = 1.0,
+        max_limit: int = MAX_LIMIT,
+        max_scan: int = MAX_SCAN,
+        max_aggregate: int = MAX_AGGREGATE,
+    ) -> None:
+        if storage_limit < _MIN_LIMIT:
+            raise ValueError(f"storage_limit must be at least {_MIN_LIMIT} bytes")
+        self.path = Path(path)
+        self.reader = reader
+        self._clock = clock
+        self._max_buffer = max_buffer
+        self._commit_interval = commit_interval
+        self._max_limit = max_limit
+        self._max_scan = max_scan
+        self._max_aggregate = max_aggregate
+        self._wal_budget = max(storage_limit // 8, 64 * 1024)
+        self._batch_bytes = max(storage_limit // 32, 16 * 1024)
+        self._db_budget = storage_limit - self._wal_budget - 4 * self._batch_bytes
+        self._pending: list[tuple[Any, ...]] = []
+        self._pending_bytes = 0
+        self._pending_since = 0.0
+        self._counters = {"added": 0, "committed": 0, "evicted": 0, "evictions": 0, "scanned": 0}
+        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+        self._db.execute(SQLITE_SETUP)
+        if not reader:
+            self._setup_writer()
+
+    def _setup_writer(self) -> None:
+        db = self._db
+        db.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute(f"PRAGMA wal_autocheckpoint = {max(self._wal_budget // _PAGE_SIZE // 2, 16)}")
+        db.execute(f"PRAGMA journal_size_limit = {self._wal_budget // 2}")
+        for statement in schema.SCHEMA:
+            db.execute(statement)
+
+    # --- writing ------------------------------------------------------------------------
+
+    def add(self, entries: Sequence[Entry]) -> None:
+        """Buffer entries; commits by itself past the buffer bounds (module docstring)."""
+        if self.reader:
+            raise PermissionError("this store was opened as a reader")
+        if not entries:
+            return
+        if not self._pending:
+            self._pending_since = self._clock()
+        row_of = schema.row_of
+        for entry in entries:
+            row = row_of(entry)
+            self._pending.append(row)
+            self._pending_bytes += len(row[-1]) + 128
+            if self._pending_bytes >= self._batch_bytes:
+                self.commit()
+        self._counters["added"] += len(entries)
+        if (
+            len(self._pending) >= self._max_buffer
+            or self._clock() - self._pending_since >= self._commit_interval
+        ):
+            self.commit()
+
+    def commit(self) -> None:
+        """Write the buffered entries in one transaction, evicting the oldest if needed."""
+        if not self._pending:
+            return
+        rows, self._pending, self._pending_bytes = self._pending, [], 0
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(schema.INSERT, rows)
+            self._evict()
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._counters["committed"] += len(rows)
+        self._limit_wal()
+
+    def _evict(self) -> None:
+        db = self._db
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+        used = (pages - free) * _PAGE_SIZE
+        if used <= self._db_budget:
+            return
+        low, high = db.execute("SELECT min(seq), max(seq) FROM entries").fetchone()
+        if low is None:
+            return
+        count = high - low + 1
+        per_row = used / count
+        drop = min(count, math.ceil((used - 0.85 * self._db_budget) / per_row))
+        db.execute("DELETE FROM entries WHERE seq < ?", (low + drop,))
+        self._counters["evicted"] += drop
+        self._counters["evictions"] += 1
+
+    def _limit_wal(self) -> None:
+        if _file_size(self._wal_path()) <= self._wal_budget:
+            return
+        # TRUNCATE waits for readers through the busy handler: keep that wait short.
+        self._db.execute("PRAGMA busy_timeout = 200")
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            self._db.execute("PRAGMA busy_timeout = 10000")
+
+    # --- reading ------------------------------------------------------------------------
+
+    def query(
+        self,
+        query: Query | None,
+        limit: int = 100,
+        before: str | None = None,
+        after: str | None = None,
+    ) -> Page:
+        """A page of matching entries, newest first (see the module docstring)."""
+        limit = max(0, min(limit, self._max_limit))
+        upper = _cursor(before)
+        lower = _cursor(after)
+        top = self._top()
+        hi = top if upper is None else min(upper - 1, top)
+        lo = 0 if lower is None else lower + 1
+        ascending = after is not None and before is None
+        seqs: list[int] = []
+        entries: list[Entry] = []
+        stop, exhausted = self._scan(query, lo, hi, ascending, limit, seqs, entries)
+        if ascending:
+            seqs.reverse()
+            entries.reverse()
+            older = str(seqs[-1]) if seqs else str(lo)
+            newer = str(hi) if exhausted else str(stop)
+            older_cursor: str | None = older
+        else:
+            older_cursor = None if exhausted else str(stop)
+            newer = str(hi)
+        return Page(entries=entries, older=older_cursor, newer=newer)
+
+    def _scan(
+        self,
+        query: Query | None,
+        lo: int,
+        hi: int,
+        ascending: bool,
+        limit: int,
+        seqs: list[int],
+        entries: list[Entry],
+    ) -> tuple[int, bool]:
+        """Fill seqs/entries; return (cursor where the scan stopped, range exhausted)."""
+        where = _where(query)
+        order = "ASC" if ascending else "DESC"
+        decode = schema.BLOB_DECODER.decode
+        sql = (
+            f"SELECT seq, blob FROM entries WHERE seq >= ? AND seq <= ? AND {where.clause} "
+            f"ORDER BY seq {order} LIMIT ?"
+        )
+        if where.exact:
+            rows = self._db.execute(sql, [lo, hi, *where.params, limit]).fetchall()
+            for seq, blob in rows:
+                seqs.append(seq)
+                entries.append(decode(blob))
+            if len(rows) < limit or limit == 0:
+                return (hi if ascending else lo), len(rows) < limit
+            return rows[-1][0], False
+        assert query is not None
+        match = query.match
+        examined = 0
+        while lo <= hi and len(entries) < limit and examined < self._max_scan:
+            chunk = min(SCAN_CHUNK, self._max_scan - examined)
+            rows = self._db.execute(sql, [lo, hi, *where.params, chunk]).fetchall()
+            for seq, blob in rows:
+                examined += 1
+                entry = decode(blob)
+                if match(entry):
+                    seqs.append(seq)
+                    entries.append(entry)
+                    if len(entries) >= limit:
+                        self._counters["scanned"] += examined
+                        return seq, False
+            if len(rows) < chunk:
+                self._counters["scanned"] += examined
+                return (hi if ascending else lo), True
+            last = rows[-1][0]
+            if ascending:
+                lo = last + 1
+            else:
+                hi = last - 1
+        self._counters["scanned"] += examined
+        if lo > hi:
+            return (hi if ascending else lo), True
+        return (lo - 1 if ascending else hi + 1), False
+
+    def get(self, entry_id: str) -> Entry | None:
+        row = self._db.execute(
+            "SELECT blob FROM entries WHERE id = ? ORDER BY seq DESC LIMIT 1", (entry_id,)
+        ).fetchone()
+        return None if row is None else schema.BLOB_DECODER.decode(row[0])
+
+    def stats(self, query: Query | None, bucket_s: float, group_by: str = "") -> list[Bucket]:
+        """Count, errors and latency percentiles per time bucket (and group)."""
+        if group_by and group_by not in schema.GROUPABLE:
+            raise ValueError(f"cannot group by {group_by!r}")
+        group = f"CAST({schema.COLUMNS[group_by]} AS TEXT)" if group_by else "''"
+        rows = self._rows(query, f"ts, {group}, elapsed, answered, error")
+        return aggregate.buckets(rows, bucket_s)
+
+    def servicemap(self, query: Query | None) -> ServiceMap:
+        """Workloads and the calls between them (see `aggregate.service_map`)."""
+        return aggregate.service_map(self._rows(query, aggregate.NODE_COLUMNS))
+
+    def streams(self, query: Query | None, limit: int = 10_000) -> list[StreamRef]:
+        """The flows of matching entries (newest first), each with its time span."""
+        limit = max(0, min(limit, self._max_limit))
+        spans: dict[tuple[Any, ...], list[float]] = {}
+        for stream, cip, cport, sip, sport, transport, ts, elapsed in self._rows(
+            query, _STREAM_COLUMNS
+        ):
+            key = (stream, cip, cport, sip, sport, transport)
+            end = ts + elapsed / 1e6
+            span = spans.get(key)
+            if span is None:
+                if len(spans) >= limit:
+                    continue
+                spans[key] = [ts, end]
+            else:
+                span[0] = min(span[0], ts)
+                span[1] = max(span[1], end)
+        return [
+            StreamRef(k[0], k[1], k[2], k[3], k[4], k[5], first, last)
+            for k, (first, last) in spans.items()
+        ]
+
+    def _rows(self, query: Query | None, columns: str) -> Iterator[tuple[Any, ...]]:
+        """Selected columns of matching rows, newest first, within the aggregate bounds."""
+        where = _where(query)
+        if where.exact:
+            yield from self._db.execute(
+                f"SELECT {columns} FROM entries WHERE {where.clause} ORDER BY seq DESC LIMIT ?",
+                [*where.params, self._max_aggregate],
+            )
+            return
+        assert query is not None
+        match = query.match
+        decode = schema.BLOB_DECODER.decode
+        hi = self._top()
+        examined = 0
+        sql = (
+            f"SELECT seq, blob, {columns} FROM entries WHERE seq <= ? AND {where.clause} "
+            "ORDER BY seq DESC LIMIT ?"
+        )
+        while examined < self._max_scan:
+            chunk = min(SCAN_CHUNK, self._max_scan - examined)
+            rows = self._db.execute(sql, [hi, *where.params, chunk]).fetchall()
+            examined += len(rows)
+            for row in rows:
+                if match(decode(row[1])):
+                    yield row[2:]
+            if len(rows) < chunk:
+                break
+            hi = rows[-1][0] - 1
+        self._counters["scanned"] += examined
+
+    def _top(self) -> int:
+        row = self._db.execute("SELECT max(seq) FROM entries").fetchone()
+        return 0 if row[0] is None else int(row[0])
+
+    # --- housekeeping -------------------------------------------------------------------
+
+    def _wal_path(self) -> Path:
+        return self.path.with_name(self.path.name + "-wal")
+
+    def size_bytes(self) -> int:
+        """Bytes on disk: database, WAL and shared-memory index."""
+        shm = self.path.with_name(self.path.name + "-shm")
+        return _file_size(self.path) + _file_size(self._wal_path()) + _file_size(shm)
+
+    def counters(self) -> dict[str, int]:
+        """added, committed, evicted (entries), evictions (batches), scanned (rows decoded)."""
+        return dict(self._counters)
+
+    def close(self) -> None:
+        try:
+            if not self.reader:
+                self.commit()
+                self._db.execute("PRAGMA optimize")
+        finally:
+            self._db.close()
+
+
+def _where(query: Query | None) -> SqlWhere:
+    if query is None:
+        return _EVERYTHING
+    where: SqlWhere | None = query.sql(schema.COLUMNS)
+    return SqlWhere("1", [], False) if where is None else where
+
+
+def _cursor(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise ValueError(f"bad cursor {text[:40]!r}")
+    return int(text)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,535 @@
+"""capture/afxdp.py: the passive AF_XDP source.
+
+Story: the pure decisions (capabilities, errno reasons, UMEM geometry) first; then the decline
+paths (helper missing, "any", unknown interface, mirror links, MTU too large, no capability);
+then, in private namespaces, a real HTTP server answers every one of 300 requests while the
+source captures exactly the frames tcpdump records on the same interface; close() leaves
+nothing behind; a SIGKILLed capture leaves state that the next open() replaces.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import secrets
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pilotfish.capture.afxdp import (
+    CAP_BPF,
+    CAP_NET_ADMIN,
+    CAP_NET_RAW,
+    CAP_SYS_ADMIN,
+    CAPS_REASON,
+    LINK_HEADER,
+    XDP_PACKET_HEADROOM,
+    AfXdpSource,
+    check_frame_geometry,
+    effective_capabilities,
+    load_helper,
+    missing_capabilities,
+    socket_errno_reason,
+)
+from pilotfish.capture.base import CaptureOptions, Source, SourceUnavailable
+from pilotfish.capture.mirror import MIRROR_PREF, is_mirror_name
+from tests.capture.test_mirror import TIMEOUT, NsPair, needs_root, ns_pair, udp_exchange
+
+REQUESTS = 300
+BPFFS_ABSENT = "absent (libxdp runs without its dispatcher)"
+
+# --- pure decisions --------------------------------------------------------------------------
+
+
+def test_source_protocol_and_name() -> None:
+    src = AfXdpSource(CaptureOptions(interfaces=["lo"]))
+    assert isinstance(src, Source) and src.name == "afxdp"
+    assert src.stats().received == 0
+
+
+def test_unknown_mode_is_refused() -> None:
+    with pytest.raises(ValueError):
+        AfXdpSource(CaptureOptions(interfaces=["lo"]), mode="turbo")
+
+
+def test_effective_capabilities_from_status_text() -> None:
+    text = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\n"
+    assert effective_capabilities(text) == 0x1FFFFFFFFFF
+    assert effective_capabilities("CapEff:\tzz\n") == 0
+    assert effective_capabilities("") == 0
+
+
+@given(st.text())
+def test_effective_capabilities_never_raises(text: str) -> None:
+    assert effective_capabilities(text) >= 0
+
+
+def _bits(*caps: int) -> int:
+    return sum(1 << c for c in caps)
+
+
+def test_capability_sets() -> None:
+    bit = _bits
+    assert not missing_capabilities(bit(CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF))
+    assert not missing_capabilities(bit(CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN))
+    assert missing_capabilities(bit(CAP_NET_ADMIN, CAP_NET_RAW))
+    assert missing_capabilities(bit(CAP_NET_RAW, CAP_BPF))
+    assert missing_capabilities(0)
+
+
+def test_socket_errno_reasons() -> None:
+    import errno
+
+    assert "kernel without AF_XDP" in socket_errno_reason(errno.EAFNOSUPPORT)
+    assert socket_errno_reason(errno.EPERM) == CAPS_REASON
+    assert "CAP_NET_ADMIN and CAP_BPF (or CAP_SYS_ADMIN)" in CAPS_REASON
+    assert "socket(AF_XDP) failed" in socket_errno_reason(errno.ENOMEM)
+
+
+def test_frame_geometry() -> None:
+    assert check_frame_geometry(1500, 4096, 4096) is None
+    assert check_frame_geometry(1500, 2048, 4096) is None
+    assert check_frame_geometry(9000, 4096, 4096) == "MTU 9000 too large for UMEM frame size 4096"
+    assert "not supported" in str(check_frame_geometry(1500, 3000, 4096))
+    assert "not supported" in str(check_frame_geometry(1500, 8192, 4096))
+    assert "not supported" in str(check_frame_geometry(100, 1024, 4096))
+
+
+@given(st.integers(min_value=68, max_value=65535), st.sampled_from([2048, 4096]))
+def test_frame_geometry_property(mtu: int, frame: int) -> None:
+    fits = mtu + LINK_HEADER <= frame - XDP_PACKET_HEADROOM
+    assert (check_frame_geometry(mtu, frame, 4096) is None) == fits
+
+
+def test_helper_is_built_and_exports_the_batch_api() -> None:
+    _ffi, lib = load_helper()
+    for fn in ("pf_xsk_open", "pf_xsk_recv", "pf_xsk_stats", "pf_xsk_info", "pf_xsk_close"):
+        assert hasattr(lib, fn)
+
+
+# --- declines --------------------------------------------------------------------------------
+
+
+def _decline(options: CaptureOptions) -> str:
+    with pytest.raises(SourceUnavailable) as info:
+        AfXdpSource(options).open()
+    assert info.value.backend == "afxdp"
+    return info.value.reason
+
+
+def test_declines_without_the_helper(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pilotfish.capture._xsk", None)
+    assert _decline(CaptureOptions(interfaces=["lo"])).startswith("AF_XDP helper not built")
+
+
+def test_declines_any() -> None:
+    assert "'any' is not supported by AF_XDP" in _decline(CaptureOptions(interfaces=["any"]))
+
+
+def test_declines_unknown_interface() -> None:
+    name = f"nope{secrets.token_hex(4)}"
+    assert _decline(CaptureOptions(interfaces=[name])) == f"unknown interface {name!r}"
+
+
+def test_declines_no_interface_and_mirror_links() -> None:
+    assert _decline(CaptureOptions(interfaces=[])) == "no interface given"
+    assert "pilotfish mirror link" in _decline(CaptureOptions(interfaces=["pfx3b"]))
+
+
+_DECLINE = """
+import sys
+from pilotfish.capture.afxdp import AfXdpSource
+from pilotfish.capture.base import CaptureOptions, SourceUnavailable
+try:
+    AfXdpSource(CaptureOptions(interfaces=[sys.argv[1]], umem_frame_size=int(sys.argv[2]))).open()
+except SourceUnavailable as exc:
+    print(exc.reason)
+else:
+    print("opened")
+"""
+
+
+@pytest.mark.integration
+@needs_root
+def test_declines_mtu_too_large_for_the_frame() -> None:
+    with ns_pair() as pair:
+        pair.run(pair.client, "ip", "link", "set", pair.client_if, "mtu", "9000")
+        reason = pair.python(pair.client, _DECLINE, pair.client_if, "4096").strip()
+        assert reason == f"{pair.client_if}: MTU 9000 too large for UMEM frame size 4096"
+        assert not [n for n in pair.links() if is_mirror_name(n)]  # declined before touching
+
+
+@pytest.mark.integration
+@needs_root
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv")
+def test_declines_without_capabilities() -> None:
+    drop = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--ambient-caps=-all", "--"]
+    out = subprocess.run(
+        [*drop, sys.executable, "-c", _DECLINE, "lo", "4096"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=True,
+    ).stdout.strip()
+    assert out == CAPS_REASON
+
+
+# --- capturing for real ----------------------------------------------------------------------
+
+_CAPTURE = """
+import json, signal, struct, sys
+from pilotfish.capture.afxdp import AfXdpSource
+from pilotfish.capture.base import CaptureOptions
+out, options, kwargs, on_term = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
+src = AfXdpSource(CaptureOptions(**options), **kwargs)
+src.open()
+stopping = []
+signal.signal(signal.SIGTERM, lambda *a: src.close() if on_term == "close" else stopping.append(1))
+print(json.dumps(src.stats().extra), flush=True)
+with open(out, "wb") as f:
+    for batch in src.batches():
+        for ts, linktype, data, wirelen in batch:
+            assert linktype == 1 and wirelen >= len(data) and ts > 0
+            f.write(struct.pack("<II", len(data), wirelen) + data)
+        if stopping and not batch:
+            src.close()  # drained: the last poll timed out with nothing pending
+st = src.stats()
+src.close()
+print(json.dumps({"received": st.received, "bytes": st.bytes, "dropped": st.dropped,
+                  "if_dropped": st.if_dropped, "reason": st.reason, "extra": st.extra}), flush=True)
+"""
+
+
+_CLIENT = """
+import http.client, sys
+ok = 0
+for i in range(int(sys.argv[2])):
+    conn = http.client.HTTPConnection(sys.argv[1], 8080, timeout=5)
+    try:
+        conn.request("GET", f"/hello.txt?n={i}")
+        resp = conn.getresponse()
+        ok += resp.status == 200 and len(resp.read()) == int(sys.argv[3])
+    except OSError:
+        pass
+    finally:
+        conn.close()
+print(ok)
+"""
+
+_WAIT_PORT = """
+import socket, sys, time
+for _ in range(100):
+    try:
+        socket.create_connection((sys.argv[1], 8080), timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit("server did not start")
+"""
+
+
+def _start_capture(
+    pair: NsPair, tmp: Path, settings: dict[str, object] | None = None, *, on_term: str = "drain"
+) -> subprocess.Popen[str]:
+    """A child capturing in the client namespace into tmp/xsk.bin until SIGTERM.
+
+    `settings` are CaptureOptions fields, except mode/mount_bpffs which go to AfXdpSource.
+    """
+    options: dict[str, object] = {"interfaces": [pair.client_if], **(settings or {})}
+    source_kw: dict[str, object] = {
+        k: options.pop(k) for k in ("mode", "mount_bpffs") if k in options
+    }
+    source_kw["state_dir"] = str(tmp / "state")
+    cmd = ["ip", "netns", "exec", pair.client, sys.executable, "-c", _CAPTURE, str(tmp / "xsk.bin")]
+    return subprocess.Popen(
+        [*cmd, json.dumps(options), json.dumps(source_kw), on_term],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _ready(proc: subprocess.Popen[str]) -> dict[str, object]:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        raise AssertionError(f"capture child failed: {proc.communicate(timeout=TIMEOUT)[1]}")
+    extra: dict[str, object] = json.loads(line)
+    return extra
+
+
+def _finish(proc: subprocess.Popen[str]) -> tuple[dict[str, object], str]:
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0, err
+    result: dict[str, object] = json.loads(out.splitlines()[-1])
+    return result, err
+
+
+def _read_records(path: Path) -> list[tuple[bytes, int]]:
+    """(data, wire length) of every frame the capture child wrote."""
+    data, frames, off = path.read_bytes(), [], 0
+    while off < len(data):
+        n, wirelen = struct.unpack_from("<II", data, off)
+        frames.append((data[off + 8 : off + 8 + n], wirelen))
+        off += 8 + n
+    return frames
+
+
+def _read_pcap(path: Path) -> list[bytes]:
+    data = path.read_bytes()
+    assert struct.unpack_from("<I", data)[0] == 0xA1B2C3D4, "expected little-endian pcap"
+    frames, off = [], 24
+    while off + 16 <= len(data):
+        incl, orig = struct.unpack_from("<II", data, off + 8)
+        assert incl == orig
+        frames.append(data[off + 16 : off + 16 + incl])
+        off += 16 + incl
+    return frames
+
+
+def _assert_clean(pair: NsPair) -> None:
+    assert not [n for n in pair.links() if is_mirror_name(n)]
+    assert pair.filter_prefs("ingress") == set() == pair.filter_prefs("egress")
+    assert "clsact" not in pair.qdisc_kinds()
+    assert pair.xdp_links() == []
+    if shutil.which("xdp-loader"):
+        status = pair.run(pair.client, "xdp-loader", "status", check=False)
+        assert "xsk_def_prog" not in status and "pfx" not in status
+
+
+def _run_session(
+    pair: NsPair, tmp: Path, mode: str, mount: bool, body: bytes, requests: int
+) -> tuple[list[bytes], list[bytes], dict[str, object], dict[str, object]]:
+    """Serve `body` from the server namespace, capture while `requests` GETs fetch it.
+
+    Returns (frames we captured, frames tcpdump recorded, extra at open, final stats).
+    """
+    www = tmp / "www"
+    www.mkdir()
+    (www / "hello.txt").write_bytes(body)
+    server_cmd = [sys.executable, "-m", "http.server", "8080", "--bind", pair.server_ip]
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", pair.server, *server_cmd, "--directory", str(www)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    pcap = tmp / "tcpdump.pcap"
+    try:
+        pair.python(pair.client, _WAIT_PORT, pair.server_ip)
+        capture = _start_capture(pair, tmp, {"mode": mode, "mount_bpffs": mount})
+        extra = _ready(capture)
+        dump = ["tcpdump", "-i", pair.client_if, "-nU", "--immediate-mode", "-B", "65536"]
+        tcpdump = subprocess.Popen(
+            ["ip", "netns", "exec", pair.client, *dump, "-w", str(pcap)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert tcpdump.stderr is not None
+        assert "listening on" in tcpdump.stderr.readline()
+        answered = pair.python(pair.client, _CLIENT, pair.server_ip, str(requests), str(len(body)))
+        assert int(answered) == requests  # passive: every request was answered
+        # let both captures drain, then stop tcpdump and the capture
+        pair.python(pair.client, "import time; time.sleep(0.5)")
+        tcpdump.send_signal(signal.SIGINT)
+        tcpdump_report = tcpdump.communicate(timeout=TIMEOUT)[1].splitlines()
+        assert "0 packets dropped by kernel" in tcpdump_report  # the oracle saw everything
+        stats, _ = _finish(capture)
+    finally:
+        server.kill()
+        server.wait(timeout=TIMEOUT)
+    records = _read_records(tmp / "xsk.bin")
+    assert all(wirelen == len(data) for data, wirelen in records)  # no snaplen: whole frames
+    return [data for data, _ in records], _read_pcap(pcap), extra, stats
+
+
+@pytest.mark.integration
+@needs_root
+@pytest.mark.parametrize(
+    ("mode", "mount", "expect_mode"), [("auto", True, "native"), ("skb", False, "skb")]
+)
+def test_passive_capture_matches_tcpdump(
+    tmp_path: Path, mode: str, mount: bool, expect_mode: str
+) -> None:
+    with ns_pair() as pair:
+        body = b"pilotfish says hi\n"
+        ours, theirs, extra, stats = _run_session(pair, tmp_path, mode, mount, body, REQUESTS)
+        _assert_clean(pair)
+    assert extra["xdp_mode"] == expect_mode and extra["zerocopy"] == 0
+    assert extra["bpffs"] == ("mounted by pilotfish" if mount else BPFFS_ABSENT)
+    assert len(theirs) >= REQUESTS * 8  # a TCP handshake, request, response, teardown each
+    assert len(ours) == len(theirs)
+    assert collections.Counter(ours) == collections.Counter(theirs)
+    assert stats["received"] == len(ours) and stats["bytes"] == sum(map(len, ours))
+    assert stats["dropped"] == 0 and stats["if_dropped"] == 0
+
+
+def _tcp_payload_bytes(frames: list[bytes]) -> int:
+    total = 0
+    for frame in frames:
+        if frame[12:14] != b"\x08\x00" or frame[23] != 6:
+            continue
+        ihl = (frame[14] & 0x0F) * 4
+        (ip_len,) = struct.unpack_from("!H", frame, 16)
+        total += ip_len - ihl - (frame[14 + ihl + 12] >> 4) * 4
+    return total
+
+
+@pytest.mark.integration
+@needs_root
+@pytest.mark.parametrize("mode", ["native", "skb"])
+def test_super_frames_are_segmented_not_lost(tmp_path: Path, mode: str) -> None:
+    """With TSO/GSO on, tcpdump sees 64 KB frames; the mirror hands the XSK wire-size ones."""
+    with ns_pair() as pair:
+        body = bytes(range(256)) * 1024  # 256 KiB per response
+        ours, theirs, _, stats = _run_session(pair, tmp_path, mode, True, body, 20)
+        _assert_clean(pair)
+    assert max(map(len, theirs)) > 1514  # the super-frames are really there
+    assert max(map(len, ours)) <= 1514
+    assert _tcp_payload_bytes(ours) == _tcp_payload_bytes(theirs) >= 20 * len(body)
+    assert stats["dropped"] == 0 and stats["if_dropped"] == 0
+
+
+_LOOP = """
+import sys, threading
+from pilotfish.capture.afxdp import AfXdpSource
+from pilotfish.capture.base import CaptureOptions, SourceError
+src = AfXdpSource(CaptureOptions(interfaces=[sys.argv[1]], block_timeout_ms=20),
+                  state_dir=sys.argv[2])
+src.open()
+print("open", flush=True)
+closers = [threading.Timer(0.2, src.close) for _ in range(3)] if sys.argv[3] == "threads" else []
+for t in closers:
+    t.start()
+try:
+    n = sum(1 for _ in src.batches())  # until closed, killed, or the interface goes away
+    print("ended", n > 0, flush=True)
+except SourceError as exc:
+    print(exc, flush=True)
+for t in closers:
+    t.join()
+src.close()
+src.close()
+print(src.stats().extra["xdp_mode"], list(src.batches()), flush=True)
+"""
+
+
+def _spawn_loop(pair: NsPair, tmp: Path, how: str) -> subprocess.Popen[str]:
+    """A child in the client namespace that opened the source and sits in batches()."""
+    cmd = ["ip", "netns", "exec", pair.client, sys.executable, "-c", _LOOP]
+    child = subprocess.Popen(
+        [*cmd, pair.client_if, str(tmp), how], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "open"
+    return child
+
+
+@pytest.mark.integration
+@needs_root
+def test_killed_capture_leaves_state_the_next_open_replaces(tmp_path: Path) -> None:
+    with ns_pair() as pair:
+        holder = _spawn_loop(pair, tmp_path / "state", "wait")
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=TIMEOUT)
+        assert [n for n in pair.links() if is_mirror_name(n)]
+        assert pair.filter_prefs("ingress") == {MIRROR_PREF} == pair.filter_prefs("egress")
+
+        capture = _start_capture(pair, tmp_path, on_term="close")
+        _ready(capture)
+        assert pair.filter_prefs("ingress") == {MIRROR_PREF}
+        assert len([n for n in pair.links() if is_mirror_name(n)]) == 2
+        _, log = _finish(capture)
+        assert "replacing state of an earlier run" in log
+        _assert_clean(pair)  # the clsact of the killed run is removed too
+
+
+@pytest.mark.integration
+@needs_root
+def test_close_from_other_threads_ends_batches_and_is_idempotent(tmp_path: Path) -> None:
+    with ns_pair() as pair:
+        out, _ = _spawn_loop(pair, tmp_path, "threads").communicate(timeout=TIMEOUT)
+        assert out.splitlines() == ["ended True", "native []"]  # counters readable after close
+        _assert_clean(pair)
+
+
+@pytest.mark.integration
+@needs_root
+def test_watched_interface_vanishing_ends_capture_and_close_cleans(tmp_path: Path) -> None:
+    with ns_pair() as pair:
+        child = _spawn_loop(pair, tmp_path, "wait")
+        pair.run(pair.server, "ip", "link", "del", pair.server_if)  # takes client_if along
+        out, _ = child.communicate(timeout=TIMEOUT)
+        assert out.splitlines() == [f"afxdp: interface {pair.client_if} disappeared", "native []"]
+        assert not [n for n in pair.links() if is_mirror_name(n)]
+        assert pair.xdp_links() == []
+
+
+def _capture_around(
+    pair: NsPair, tmp: Path, traffic: Callable[[], None], settings: dict[str, object]
+) -> tuple[list[tuple[bytes, int]], dict[str, object]]:
+    capture = _start_capture(pair, tmp, settings)
+    _ready(capture)
+    traffic()
+    stats, _ = _finish(capture)
+    return _read_records(tmp / "xsk.bin"), stats
+
+
+@pytest.mark.integration
+@needs_root
+def test_filter_and_snaplen_apply_in_user_space(tmp_path: Path) -> None:
+    with ns_pair() as pair:
+
+        def traffic() -> None:
+            assert udp_exchange(pair, 30) == 30
+            pair.python(pair.client, _UDP_TO, pair.server_ip, "9", "10")  # filtered out
+
+        frames, stats = _capture_around(
+            pair, tmp_path, traffic, {"bpf": "udp dst port 9999", "snaplen": 42}
+        )
+    assert len(frames) == 30 and stats["received"] == 30
+    assert all(len(data) == 42 and wirelen > 42 for data, wirelen in frames)  # up to UDP
+    assert stats["bytes"] == 30 * 42
+    assert isinstance(stats["extra"], dict) and stats["extra"]["filtered"] >= 10
+
+
+_UDP_TO = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(int(sys.argv[3])):
+    s.sendto(b"pilotfish %d" % i, (sys.argv[1], int(sys.argv[2])))
+"""
+
+
+@pytest.mark.integration
+@needs_root
+def test_two_interfaces_are_mirrored_at_once(tmp_path: Path) -> None:
+    with ns_pair() as pair:
+        pair.run(pair.client, "ip", "link", "set", "lo", "mtu", "1500")
+
+        def traffic() -> None:
+            assert udp_exchange(pair, 20) == 20
+            pair.python(pair.client, _UDP_TO, "127.0.0.1", "9999", "15")
+
+        frames, stats = _capture_around(
+            pair,
+            tmp_path,
+            traffic,
+            {"interfaces": [pair.client_if, "lo"], "bpf": "udp dst port 9999"},
+        )
+        _assert_clean(pair)
+    to_server = [d for d, _ in frames if d[30:34] == socket.inet_aton(pair.server_ip)]
+    to_lo = [d for d, _ in frames if d[30:34] == socket.inet_aton("127.0.0.1")]
+    assert len(to_server) == 20  # leaves through the veth: its egress
+    assert len(to_lo) == 30  # loopback: seen on lo's egress and again on its ingress
+    assert isinstance(stats["extra"], dict) and stats["extra"]["mirrors"].count("pfx") == 2

@@ -1,0 +1,421 @@
+"""The story of an HTTP/1 connection: requests wait in line, responses take them in order."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pilotfish.config import DissectLimits
+from pilotfish.dissect.base import DissectError
+from pilotfish.dissect.http1 import Http1Dissector
+from pilotfish.model import CLIENT, SERVER, Exchange
+
+LIMITS = DissectLimits()
+
+GET = b"GET /api/v1/cart?x=1 HTTP/1.1\r\nHost: shop\r\nAccept: */*\r\n\r\n"
+OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
+JSON_GZ = gzip.compress(b'{"items": [1, 2]}')
+GZ_CHUNKED = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n"
+    + f"{10:x}\r\n".encode()
+    + JSON_GZ[:10]
+    + b"\r\n"
+    + f"{len(JSON_GZ) - 10:x}\r\n".encode()
+    + JSON_GZ[10:]
+    + b"\r\n0\r\n\r\n"
+)
+POST = b'POST /orders HTTP/1.1\r\nHost: shop\r\nContent-Length: 7\r\n\r\n{"a":1}'
+NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+
+Event = tuple[int, bytes, float]
+
+
+def run(events: list[Event], limits: DissectLimits = LIMITS, close: bool = True) -> list[Exchange]:
+    d = Http1Dissector(limits)
+    out: list[Exchange] = []
+    for direction, data, ts in events:
+        out += d.feed(direction, data, ts)
+    if close:
+        out += d.close(99.0)
+    return out
+
+
+def only(exchanges: list[Exchange]) -> Exchange:
+    assert len(exchanges) == 1, exchanges
+    return exchanges[0]
+
+
+# --- normal traffic ---------------------------------------------------------------------
+
+
+def test_simple_exchange_fields_and_sizes() -> None:
+    ex = only(run([(CLIENT, GET, 1.0), (SERVER, OK, 1.5)]))
+    assert (ex.protocol, ex.method, ex.path, ex.status) == ("http", "GET", "/api/v1/cart?x=1", 200)
+    assert ex.summary == "GET /api/v1/cart?x=1 -> 200"
+    assert (ex.request_ts, ex.response_ts) == (1.0, 1.5)
+    assert ex.request is not None and ex.response is not None
+    assert ex.request.size == len(GET)
+    assert ex.response.size == len(OK)
+    assert ex.request.headers == {"host": "shop", "accept": "*/*"}
+    assert ex.response.body == "hello"
+    assert ex.response.body_size == 5
+    assert ex.response.version == "HTTP/1.1"
+    assert ex.flags == []
+    assert ex.upgrade is None
+
+
+def test_keep_alive_pairs_in_order() -> None:
+    out = run(
+        [(CLIENT, GET, 1.0), (SERVER, OK, 1.1), (CLIENT, POST, 2.0), (SERVER, NOT_FOUND, 2.2)]
+    )
+    assert [(e.method, e.status, e.request_ts, e.response_ts) for e in out] == [
+        ("GET", 200, 1.0, 1.1),
+        ("POST", 404, 2.0, 2.2),
+    ]
+    assert out[1].request is not None and out[1].request.body == '{"a":1}'
+
+
+def test_pipelined_requests_in_one_segment_pair_fifo() -> None:
+    out = run([(CLIENT, GET + POST + GET, 1.0), (SERVER, OK + NOT_FOUND + OK, 2.0)])
+    assert [(e.method, e.status) for e in out] == [("GET", 200), ("POST", 404), ("GET", 200)]
+    assert [e.response.size for e in out if e.response] == [len(OK), len(NOT_FOUND), len(OK)]
+
+
+def test_chunked_gzip_json_is_decoded_and_sized_on_the_wire() -> None:
+    ex = only(run([(CLIENT, GET, 1.0), (SERVER, GZ_CHUNKED, 2.0)]))
+    assert ex.response is not None
+    assert ex.response.body == '{"items": [1, 2]}'
+    assert ex.response.encoding == "text"
+    assert ex.response.size == len(GZ_CHUNKED)
+    assert ex.response.headers["content-encoding"] == "gzip"
+
+
+def test_repeated_headers_are_joined_and_set_cookie_by_newline() -> None:
+    resp = (
+        b"HTTP/1.1 200 OK\r\nVary: a\r\nVary: b\r\nSet-Cookie: x=1\r\nSET-COOKIE: y=2\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    ex = only(run([(CLIENT, GET, 1.0), (SERVER, resp, 2.0)]))
+    assert ex.response is not None
+    assert ex.response.headers["vary"] == "a, b"
+    assert ex.response.headers["set-cookie"] == "x=1\ny=2"
+
+
+def test_binary_body_is_base64_and_big_body_truncated() -> None:
+    body = bytes(range(256)) * 4
+    resp = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 1024\r\n\r\n" + body
+    ex = only(run([(CLIENT, GET, 1.0), (SERVER, resp, 2.0)], DissectLimits(body_limit=100)))
+    assert ex.response is not None
+    assert ex.response.encoding == "base64"
+    assert base64.b64decode(ex.response.body) == body[:100]
+    assert ex.response.truncated and ex.response.body_size == 1024
+    assert ex.response.size == len(resp)
+
+
+def test_http10_request_and_response_until_close() -> None:
+    req = b"GET / HTTP/1.0\r\n\r\n"
+    resp = b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n<html>"
+    d = Http1Dissector(LIMITS)
+    assert d.feed(CLIENT, req, 1.0) == []
+    assert d.feed(SERVER, resp, 2.0) == []  # no length: the body ends with the connection
+    ex = only(d.close(3.0))
+    assert ex.status == 200 and ex.flags == []
+    assert ex.response is not None and ex.response.body == "<html>"
+    assert ex.response.version == "HTTP/1.0" and ex.response.size == len(resp)
+
+
+# --- bodiless and interim responses --------------------------------------------------------
+
+
+def test_head_response_has_no_body_even_with_content_length() -> None:
+    head = b"HEAD /big HTTP/1.1\r\nHost: a\r\n\r\n"
+    head_resp = b"HTTP/1.1 200 OK\r\nContent-Length: 123456\r\n\r\n"
+    out = run([(CLIENT, head + GET, 1.0), (SERVER, head_resp + OK, 2.0)])
+    assert [(e.method, e.status) for e in out] == [("HEAD", 200), ("GET", 200)]
+    assert out[0].response is not None and out[0].response.size == len(head_resp)
+    assert out[1].response is not None and out[1].response.body == "hello"
+
+
+def test_head_response_header_end_split_across_segments() -> None:
+    head = b"HEAD / HTTP/1.1\r\n\r\n"
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n"
+    for cut in range(1, len(resp) + len(OK)):
+        stream = resp + OK
+        out = run(
+            [(CLIENT, head + GET, 1.0), (SERVER, stream[:cut], 2.0), (SERVER, stream[cut:], 3.0)]
+        )
+        assert [(e.method, e.status) for e in out] == [("HEAD", 200), ("GET", 200)], cut
+
+
+def test_204_and_304_have_no_body() -> None:
+    r204 = b"HTTP/1.1 204 No Content\r\n\r\n"
+    r304 = b"HTTP/1.1 304 Not Modified\r\nContent-Length: 50\r\n\r\n"
+    out = run([(CLIENT, GET * 3, 1.0), (SERVER, r204 + r304 + OK, 2.0)])
+    assert [e.status for e in out] == [204, 304, 200]
+
+
+def test_100_continue_is_not_final_and_is_recorded() -> None:
+    req = b"PUT /f HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+    out = run(
+        [
+            (CLIENT, req, 1.0),
+            (SERVER, b"HTTP/1.1 100 Continue\r\n\r\n", 2.0),
+            (CLIENT, b"abc", 3.0),
+            (SERVER, b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n", 4.0),
+        ]
+    )
+    ex = only(out)
+    assert ex.status == 201 and ex.response_ts == 4.0
+    assert ex.response is not None and ex.response.info == {"informational": [100]}
+    assert ex.request is not None and ex.request.body == "abc"
+
+
+# --- upgrades ---------------------------------------------------------------------------------
+
+
+def test_websocket_upgrade_names_the_protocol_and_stops() -> None:
+    req = b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    resp = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    d = Http1Dissector(LIMITS)
+    assert d.feed(CLIENT, req + b"\x81\x85masked", 1.0) == []
+    ex = only(d.feed(SERVER, resp + b"\x81\x02hi", 2.0))
+    assert ex.upgrade == "websocket" and ex.status == 101
+    assert d.feed(CLIENT, GET, 3.0) == [] and d.close(4.0) == []
+    assert d.pending_since() is None
+
+
+def test_h2c_upgrade() -> None:
+    req = b"GET / HTTP/1.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\r\n"
+    resp = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+    assert only(run([(CLIENT, req, 1.0), (SERVER, resp, 2.0)])).upgrade == "h2c"
+
+
+def test_refused_upgrade_releases_the_held_client_bytes() -> None:
+    req = b"GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+    out = run([(CLIENT, req + GET, 1.0), (SERVER, OK + OK, 2.0)])
+    assert [(e.path, e.status, e.upgrade) for e in out] == [
+        ("/", 200, None),
+        ("/api/v1/cart?x=1", 200, None),
+    ]
+
+
+def test_connect_2xx_becomes_a_tunnel() -> None:
+    req = b"CONNECT db:5432 HTTP/1.1\r\nHost: db:5432\r\n\r\n"
+    resp = b"HTTP/1.1 200 Connection established\r\n\r\n"
+    ex = only(run([(CLIENT, req + b"\x16\x03\x01", 1.0), (SERVER, resp + b"\x16\x03\x03", 2.0)]))
+    assert (ex.method, ex.path, ex.status, ex.upgrade) == ("CONNECT", "db:5432", 200, "tunnel")
+
+
+# --- mid-stream, gaps, close ----------------------------------------------------------------
+
+
+def test_mid_stream_pickup_resyncs_and_marks_no_request() -> None:
+    out = run(
+        [
+            (CLIENT, b'ody", "rest": 1}', 1.0),
+            (SERVER, b"of an older body\r\n" + NOT_FOUND, 1.5),
+            (CLIENT, GET, 2.0),
+            (SERVER, OK, 2.5),
+        ]
+    )
+    assert [(e.method, e.status, e.flags) for e in out] == [
+        ("", 404, ["no-request"]),
+        ("GET", 200, []),
+    ]
+    assert out[0].request is None and out[0].request_ts is None
+
+
+def test_gap_inside_a_known_length_body_keeps_framing() -> None:
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+    d = Http1Dissector(LIMITS)
+    d.feed(CLIENT, GET + GET, 1.0)
+    assert d.feed(SERVER, resp + b"abc", 2.0) == []
+    assert d.gap(SERVER, 4, 2.1) == []
+    first, second = d.feed(SERVER, b"xyz" + OK, 2.2)
+    assert first.flags == ["gap"] and first.response is not None
+    assert first.response.size == len(resp) + 10
+    assert first.response.body_size == 6  # only the bytes actually seen were decoded
+    assert second.flags == [] and second.response is not None
+    assert second.response.body == "hello"
+
+
+def test_gap_beyond_the_body_resyncs_at_next_status_line() -> None:
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n"
+    d = Http1Dissector(LIMITS)
+    d.feed(CLIENT, GET + GET + GET, 1.0)
+    d.feed(SERVER, resp + b"ab", 2.0)
+    out = d.gap(SERVER, 30, 2.1)  # the body end and the start of the next response are lost
+    assert [(e.status, e.flags) for e in out] == [(200, ["gap"])]
+    out = d.feed(SERVER, b"Length: 0\r\n\r\n" + NOT_FOUND, 2.2)
+    # FIFO: the lost response answered the second GET, the 404 goes to the third
+    assert [(e.status, e.flags) for e in out] == [(404, [])]
+
+
+def test_gap_in_chunked_body_ends_the_message_with_gap() -> None:
+    d = Http1Dissector(LIMITS)
+    d.feed(CLIENT, GET + GET, 1.0)
+    d.feed(SERVER, GZ_CHUNKED[:90], 2.0)
+    out = d.gap(SERVER, 100, 2.1)
+    assert [(e.status, e.flags) for e in out] == [(200, ["gap"])]
+    assert [e.status for e in d.feed(SERVER, b"junk\r\n" + OK, 2.2)] == [200]
+
+
+def test_gap_in_request_headers_keeps_the_request_in_line() -> None:
+    d = Http1Dissector(LIMITS)
+    d.feed(CLIENT, GET[:20], 1.0)
+    assert d.gap(CLIENT, 10, 1.1) == []
+    d.feed(CLIENT, b"ept: */*\r\n\r\n" + POST, 1.2)
+    out = d.feed(SERVER, OK + NOT_FOUND, 2.0)
+    assert [(e.method, e.status, e.flags) for e in out] == [
+        ("GET", 200, ["gap"]),
+        ("POST", 404, []),
+    ]
+
+
+def test_close_flushes_unanswered_requests() -> None:
+    out = run([(CLIENT, GET + POST, 1.0), (SERVER, OK, 2.0)])
+    assert [(e.method, e.status, e.flags) for e in out] == [
+        ("GET", 200, []),
+        ("POST", None, ["no-response"]),
+    ]
+    assert out[1].response is None and out[1].response_ts is None and out[1].request_ts == 1.0
+
+
+def test_close_mid_response_marks_truncated() -> None:
+    out = run([(CLIENT, GET, 1.0), (SERVER, OK[:-2], 2.0)])
+    ex = only(out)
+    assert ex.flags == ["truncated"] and ex.response is not None
+    assert ex.response.body == "hel"
+
+
+def test_pending_since_follows_the_oldest_waiting_message() -> None:
+    d = Http1Dissector(LIMITS)
+    assert d.pending_since() is None
+    d.feed(CLIENT, GET[:10], 1.0)
+    assert d.pending_since() == 1.0
+    d.feed(CLIENT, GET[10:] + POST, 2.0)
+    assert d.pending_since() == 1.0
+    d.feed(SERVER, OK, 3.0)
+    assert d.pending_since() == 2.0
+
+
+# --- bounds and malformed input ----------------------------------------------------------------
+
+
+def test_header_block_over_the_limit_raises() -> None:
+    big = b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 2000 + b"\r\n\r\n"
+    with pytest.raises(DissectError):
+        run([(CLIENT, big, 1.0)], DissectLimits(max_header_bytes=1024))
+
+
+def test_endless_header_block_over_many_segments_raises() -> None:
+    d = Http1Dissector(DissectLimits(max_header_bytes=1024))
+    d.feed(CLIENT, b"GET / HTTP/1.1\r\nX-A: ", 1.0)
+    with pytest.raises(DissectError):
+        for _ in range(100):
+            d.feed(CLIENT, b"b" * 100, 1.0)
+
+
+def test_too_many_waiting_requests_flush_the_oldest() -> None:
+    out = run([(CLIENT, GET * 5, 1.0)], DissectLimits(max_pending_messages=3), close=False)
+    assert [e.flags for e in out] == [["no-response"], ["no-response"]]
+
+
+def test_garbage_after_a_good_message_raises() -> None:
+    with pytest.raises(DissectError):
+        run([(CLIENT, GET + b"\x00\x01\x02 garbage\r\n\r\n", 1.0)])
+
+
+def test_unsyncable_stream_gives_up() -> None:
+    with pytest.raises(DissectError):
+        run([(CLIENT, b"\x00" * 400_000, 1.0)])
+
+
+# --- properties -------------------------------------------------------------------------------
+
+CONVERSATION: list[Event] = [
+    (CLIENT, GET + POST, 1.0),
+    (SERVER, OK + NOT_FOUND, 2.0),
+    (CLIENT, b"HEAD /h HTTP/1.1\r\n\r\n" + GET, 3.0),
+    (SERVER, b"HTTP/1.1 200 OK\r\nContent-Length: 77\r\n\r\n" + GZ_CHUNKED, 4.0),
+]
+
+
+def _split(events: list[Event], cuts: list[list[int]]) -> list[Event]:
+    out: list[Event] = []
+    for (direction, data, ts), points in zip(events, cuts, strict=True):
+        edges = [0, *sorted({p % (len(data) + 1) for p in points}), len(data)]
+        out += [(direction, data[a:b], ts) for a, b in zip(edges, edges[1:], strict=False) if b > a]
+    return out
+
+
+def test_every_single_split_point_gives_the_same_exchanges() -> None:
+    expected = run(CONVERSATION)
+    assert len(expected) == 4
+    for i, (direction, data, ts) in enumerate(CONVERSATION):
+        for cut in range(1, len(data)):
+            events = [
+                *CONVERSATION[:i],
+                (direction, data[:cut], ts),
+                (direction, data[cut:], ts),
+                *CONVERSATION[i + 1 :],
+            ]
+            assert run(events) == expected, (i, cut)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=200)
+@given(st.lists(st.lists(st.integers(0, 400), max_size=12), min_size=4, max_size=4))
+def test_any_segmentation_gives_the_same_exchanges(cuts: list[list[int]]) -> None:
+    assert run(_split(CONVERSATION, cuts)) == run(CONVERSATION)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.tuples(st.sampled_from([CLIENT, SERVER]), st.binary(max_size=200)), max_size=8),
+    st.lists(st.tuples(st.sampled_from([CLIENT, SERVER]), st.integers(1, 100)), max_size=2),
+)
+def test_garbage_only_ever_raises_dissect_error(
+    chunks: list[tuple[int, bytes]], gaps: list[tuple[int, int]]
+) -> None:
+    d = Http1Dissector(DissectLimits(max_header_bytes=512))
+    try:
+        for direction, data in chunks:
+            d.feed(direction, data, 1.0)
+        for direction, size in gaps:
+            d.gap(direction, size, 1.0)
+        d.close(2.0)
+    except DissectError:
+        pass
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([CLIENT, SERVER]),
+            st.sampled_from(
+                [GET, POST, OK, NOT_FOUND, GZ_CHUNKED, b"HTTP/1.1 100 Continue\r\n\r\n", b"xx\r\n"]
+            ),
+        ),
+        max_size=10,
+    ),
+    st.integers(0, 3),
+)
+def test_shuffled_messages_and_gaps_never_crash(
+    chunks: list[tuple[int, bytes]], gap_at: int
+) -> None:
+    d = Http1Dissector(LIMITS)
+    try:
+        for i, (direction, data) in enumerate(chunks):
+            if i == gap_at:
+                d.gap(direction, 7, 1.0)
+            for ex in d.feed(direction, data, 1.0):
+                assert ex.protocol == "http"
+        d.close(2.0)
+    except DissectError:
+        pass
