@@ -1,7 +1,7 @@
 """How many small keep-alive HTTP/1.1 request/response pairs per second go through feed().
 
 Run: .venv/bin/python bench/bench_http1.py [PAIRS].  One connection, one segment per message
-(as the flow table delivers them), exchanges built in full.  Prints a number; asserts nothing.
+(as the flow table delivers them), exchanges built in full.  Prints CPU-time throughput; asserts nothing.
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ def run(pairs: int, via_registry: bool) -> float:
     )
     feed = d.feed
     got = 0
-    start = time.perf_counter()
+    start = time.process_time()  # CPU seconds: other processes on the box do not count
     ts = 0.0
     for _ in range(pairs):
         ts += 0.001
         feed(CLIENT, REQUEST, ts)
         got += len(feed(SERVER, RESPONSE, ts))
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert got == pairs
     return pairs / elapsed
 
@@ -48,8 +48,8 @@ def run(pairs: int, via_registry: bool) -> float:
 def main() -> None:
     pairs = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
     for label, via in (("Http1Dissector", False), ("Registry sniffer -> http", True)):
-        rate = run(pairs, via)
-        print(f"{label:28s} {rate:10,.0f} pairs/s  ({pairs:,} pairs)")
+        rate = max(run(pairs, via) for _ in range(3))
+        print(f"{label:28s} {rate:10,.0f} pairs/s per CPU second (best of 3, {pairs:,} pairs)")
 
 
 if __name__ == "__main__":

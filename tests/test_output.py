@@ -60,7 +60,7 @@ def test_table_lines() -> None:
     t.close()
     lines = buf.getvalue().splitlines()
     assert lines[0].startswith("TIME")
-    assert "shop/web-1:80" in lines[1] and "GET /p/0" in lines[1] and "200" in lines[1]
+    assert "shop/web-1:80" in lines[1] and lines[1].endswith("GET /p/0") and " 200 " in lines[1]
     assert "1.5ms" in lines[2]
     assert len(lines) == 3
 

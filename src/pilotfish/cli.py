@@ -190,6 +190,38 @@ def capture(
 
 
 @app.command()
+def demo(
+    requests: Annotated[
+        int, typer.Option("--requests", help="requests the load loop sends", min=1, max=100_000)
+    ] = 200,
+    duration: Annotated[
+        float, typer.Option("--duration", help="at most this many seconds of load", min=1, max=600)
+    ] = 10.0,
+    backend: Annotated[
+        str, typer.Option("--capture", help="best | pfring | afxdp | afpacket")
+    ] = "best",
+    fmt: Annotated[str | None, typer.Option("--format", "-o", help="table | jsonl | json")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no summary on stderr")] = False,
+) -> None:
+    """Build the demo cluster (namespaces with real services), capture its traffic, show it."""
+    from pilotfish.demo import run_demo
+
+    output_format = _format(fmt)
+    out = renderer(output_format, sys.stdout.buffer, sys.stdout)
+    try:
+        result = run_demo(Settings(node="demo"), out.write, requests, duration, backend)
+    except Exception as exc:  # the testbed is already removed; say what went wrong
+        raise fail(f"demo failed: {exc}", 1) from exc
+    finally:
+        out.close()
+    if not quiet:
+        for line in summary_lines(result.read.summary):
+            print(f"pilotfish: {line}", file=sys.stderr)
+    if result.read.error:
+        raise fail(result.read.error, 1)
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     print(f"pilotfish {__version__}")

@@ -16,7 +16,7 @@ from pilotfish.capture.bpf import BpfError, BpfProgram, compile_filter
 from pilotfish.capture.pcapfile import PcapFileSource
 from pilotfish.config import Settings
 from pilotfish.model import Entry, Frame
-from pilotfish.pipeline import Pipeline
+from pilotfish.pipeline import Pipeline, Resolver
 
 
 @dataclass
@@ -58,6 +58,7 @@ def read_file(
     emit: Callable[[Entry], None],
     bpf: str = "",
     match: Callable[[Entry], bool] | None = None,
+    resolver: Resolver | None = None,
 ) -> ReadResult:
     """Run `path` through the pipeline, calling `emit` for each entry `match` accepts."""
     result = ReadResult()
@@ -67,7 +68,7 @@ def read_file(
             result.emitted += 1
             emit(entry)
 
-    pipeline = Pipeline(settings, deliver, capture="pcap")
+    pipeline = Pipeline(settings, deliver, capture="pcap", resolver=resolver)
     source = PcapFileSource(path)
     frame_filter = FrameFilter(bpf) if bpf else None
     try:

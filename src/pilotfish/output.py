@@ -70,7 +70,12 @@ class JsonArray:
 
 
 def _endpoint(ep: Endpoint) -> str:
-    who = f"{ep.namespace}/{ep.pod}" if ep.pod else ep.name or ep.ip
+    if ep.pod:
+        who = f"{ep.namespace}/{ep.pod}"
+    elif ep.service:
+        who = f"{ep.namespace}/svc/{ep.service}"
+    else:
+        who = ep.name or ep.ip
     return f"{who}:{ep.port}"
 
 
@@ -97,23 +102,27 @@ def _status_style(status: int | str | None) -> str:
 
 
 class Table:
-    """A streaming, aligned table for people: one line per entry."""
+    """A streaming, aligned table for people: one line per entry, the request last.
 
-    _COLUMNS = (("TIME", 15), ("PROTO", 9), ("SOURCE", 24), ("DESTINATION", 24))
+    On a terminal lines are cut to its width; into a pipe or file nothing is cut.
+    """
+
+    _HEAD = f"{'TIME':<15} {'PROTO':<9} {'SOURCE':<24} {'DESTINATION':<24} {'STATUS':>8} {'ELAPSED':>9}  REQUEST"
 
     def __init__(self, out: IO[str], color: bool | None = None, width: int | None = None) -> None:
+        tty = out.isatty() if hasattr(out, "isatty") else False
         self._console = Console(
-            file=out, force_terminal=color, no_color=color is False, width=width, highlight=False
+            file=out,
+            force_terminal=color,
+            no_color=color is False,
+            width=width if width is not None else (None if tty else 100_000),
+            highlight=False,
         )
         self.count = 0
 
-    def _header(self) -> None:
-        head = " ".join(name.ljust(w) for name, w in self._COLUMNS)
-        self._console.print(Text(f"{head} {'REQUEST':<40} {'STATUS':>8} {'ELAPSED':>9}", "bold"))
-
     def write(self, entry: Entry) -> None:
         if self.count == 0:
-            self._header()
+            self._console.print(Text(self._HEAD, "bold", no_wrap=True, overflow="ellipsis"))
         self.count += 1
         t = time.strftime("%H:%M:%S", time.localtime(entry.timestamp))
         frac = f"{entry.timestamp % 1:.6f}"[1:]
@@ -124,11 +133,11 @@ class Table:
         line.append(f"{entry.protocol:<9} ", "cyan")
         line.append(f"{_endpoint(entry.src)[:24]:<24} ")
         line.append(f"{_endpoint(entry.dst)[:24]:<24} ")
-        line.append(f"{request[:40]:<40} ")
         line.append(f"{status[:8]:>8} ", _status_style(entry.status))
-        line.append(f"{_elapsed(entry.elapsed_us):>9}")
+        line.append(f"{_elapsed(entry.elapsed_us):>9}  ")
+        line.append(request)
         if entry.flags:
-            line.append(" " + ",".join(entry.flags), "dim")
+            line.append(" [" + ",".join(entry.flags) + "]", "dim")
         self._console.print(line)
 
     def close(self) -> None:

@@ -197,7 +197,7 @@ class Pipeline:
             self.registry.dissector_for(proto, cport, sport),
             self.resolver.endpoint(address_text(caddr), cport),
             self.resolver.endpoint(address_text(saddr), sport),
-            f"{self.node}-{flow.ident}",
+            f"{self.node}-f{flow.ident}",
         )
         flow.state = state
         return state

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import secrets
 import shutil
 import signal
@@ -533,3 +534,24 @@ def test_two_interfaces_are_mirrored_at_once(tmp_path: Path) -> None:
     assert len(to_server) == 20  # leaves through the veth: its egress
     assert len(to_lo) == 30  # loopback: seen on lo's egress and again on its ingress
     assert isinstance(stats["extra"], dict) and stats["extra"]["mirrors"].count("pfx") == 2
+
+
+def test_declines_a_bridge_with_the_reason(tmp_path: Path) -> None:
+    """A bridge's tc hooks miss forwarded frames: AF_XDP must not pretend to capture them."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a bridge")
+    name = "pfbrx" + os.urandom(2).hex()
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+    try:
+        src = AfXdpSource(CaptureOptions(interfaces=[name]))
+        with pytest.raises(SourceUnavailable, match="is a bridge"):
+            src.open()
+        assert (
+            subprocess.run(
+                ["ip", "link", "show", "pfx" + str(socket.if_nametoindex(name)) + "a"],
+                capture_output=True,
+            ).returncode
+            != 0
+        )
+    finally:
+        subprocess.run(["ip", "link", "del", name], check=False)

@@ -281,6 +281,18 @@ def test_damaged_gzip_stream_yields_prefix_then_raises(tmp_path: Path) -> None:
     assert frames == expected(RECORDS * 20)[: len(frames)]
 
 
+@given(cut=st.integers(min_value=0), flip=st.integers(min_value=0), bit=st.integers(0, 7))
+def test_damaged_gzip_property(
+    tmp_path_factory: pytest.TempPathFactory, cut: int, flip: int, bit: int
+) -> None:
+    packed = bytearray(gzip.compress(classic(RECORDS * 3)))
+    packed[flip % len(packed)] ^= 1 << bit
+    path = tmp_path_factory.mktemp("gz") / "f.pcap.gz"
+    path.write_bytes(bytes(packed[: cut % (len(packed) + 1)]))
+    frames, _error = collect(path, chunk_size=40)  # anything but PcapFormatError propagates
+    assert len(frames) <= len(RECORDS) * 3
+
+
 def test_truncation_at_every_byte_yields_the_complete_prefix(tmp_path: Path) -> None:
     whole = classic(RECORDS)
     ends = [24]

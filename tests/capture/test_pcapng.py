@@ -8,6 +8,7 @@ import gzip
 import shutil
 import struct
 import subprocess
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from pilotfish.capture.base import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2, LINKT
 from pilotfish.capture.pcapfile import PcapFileSource, PcapWriter, detect_format
 from pilotfish.capture.pcapng import MAX_BLOCK, CaptureDamage, PcapngParser
 from pilotfish.model import Frame
-from tests.capture.test_pcapfile import assert_matches_tshark, collect, read_ok
+from tests.capture.test_pcapfile import TSHARK_FIELDS, assert_matches_tshark, collect, read_ok
 
 needs_tshark = pytest.mark.skipif(shutil.which("editcap") is None, reason="tshark not installed")
 
@@ -386,3 +387,37 @@ def test_mergecap_interfaces_keep_their_link_types(tmp_path: Path) -> None:
     list(source.batches())
     assert source.stats().extra["interfaces"] == 2
     source.close()
+
+
+@needs_tshark
+def test_hand_built_clocks_and_block_kinds_agree_with_tshark(tmp_path: Path) -> None:
+    o = "<"
+    path = write(
+        tmp_path,
+        shb(o)
+        + idb(o, LINKTYPE_ETHERNET)
+        + idb(o, LINKTYPE_RAW, options=tsresol(o, 9))
+        + idb(o, LINKTYPE_LINUX_SLL2, options=tsresol(o, 0x8A) + tsoffset(o, 1_000))
+        + idb(o, LINKTYPE_ETHERNET, snaplen=16, options=tsresol(o, 3) + tsoffset(o, -5))
+        + epb(o, 0, 1_700_000_000_500_000, b"0" * 20)
+        + epb(o, 1, 2_000_000_001, b"1" * 20)
+        + epb(o, 2, 3 * 1024 + 512, b"2" * 20, 60)
+        + epb(o, 3, 10_250, b"3" * 16, 1514)
+        + spb(o, 30, b"s" * 30)  # tshark shows no time for it; pilotfish carries the last
+        + opb(o, 1, 5 * 10**9, b"o" * 20, 25),
+    )
+    frames = read_ok(path)
+    result = subprocess.run(
+        [*TSHARK_FIELDS, "-e", "frame.interface_id", "-r", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert len(rows) == len(frames) == 6
+    for (epoch, length, caplen, _iface), (ts, _lt, data, orig) in zip(rows, frames, strict=True):
+        assert (int(length), int(caplen)) == (orig, len(data))
+        if epoch:
+            assert abs(Decimal(epoch) - Decimal(ts)) < Decimal("5e-7")
+    assert [f[1] for f in frames] == [1, LINKTYPE_RAW, LINKTYPE_LINUX_SLL2, 1, 1, LINKTYPE_RAW]

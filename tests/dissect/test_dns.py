@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import struct
+import subprocess
 
 import pytest
 from dnslib import AAAA, MX, QTYPE, RCODE, RR, A, DNSRecord
@@ -13,6 +15,7 @@ from pilotfish.config import DissectLimits
 from pilotfish.dissect.base import DissectError
 from pilotfish.dissect.dns import DnsDissector
 from pilotfish.model import CLIENT, SERVER
+from tests.dissect.recorder import Recorder
 
 LIMITS = DissectLimits()
 
@@ -195,3 +198,57 @@ def test_tcp_any_segmentation_gives_the_same_exchanges(steps: list[int]) -> None
         out += d.feed(SERVER, stream[pos : pos + step], 1.0)
         pos += step
     assert [e.path for e in out] == ["cart.shop.svc.cluster.local", "x.test"]
+
+
+# --- real traffic (dnsmasq, dig) ---------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_real_dnsmasq_over_udp(dnsmasq: int) -> None:
+    d = DnsDissector(LIMITS)
+    out = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        for ident, (name, qtype) in enumerate([("svc.test", "A"), ("gone.test", "A")], 1):
+            q = query(name, qtype, ident)
+            sock.sendto(q, ("127.0.0.1", dnsmasq))
+            out += d.feed(CLIENT, q, float(ident))
+            reply, _ = sock.recvfrom(4096)
+            out += d.feed(SERVER, reply, ident + 0.5)
+    assert [(e.method, e.path, e.status) for e in out] == [
+        ("A", "svc.test", "NOERROR"),
+        ("A", "gone.test", "NXDOMAIN"),
+    ]
+    assert out[0].response is not None and out[0].response.answers is not None
+    assert out[0].response.answers[0]["data"] == "10.1.2.3"
+
+
+@pytest.mark.integration
+def test_real_dig_over_tcp(dnsmasq: int) -> None:
+    recorder = Recorder(dnsmasq)
+    with recorder.running():
+        subprocess.run(
+            [
+                "dig",
+                "+tcp",
+                "+tries=1",
+                "+time=3",
+                "@127.0.0.1",
+                "-p",
+                str(recorder.port),
+                "svc.test",
+                "A",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=20,
+        )
+    (events,) = recorder.connections
+    d = DnsDissector(LIMITS, tcp=True)
+    out = [ex for direction, data, ts in events for ex in d.feed(direction, data, ts)]
+    out += d.close(99.0)
+    (ex,) = out
+    assert (ex.method, ex.path, ex.status, ex.flags) == ("A", "svc.test", "NOERROR", [])
+    assert ex.request is not None and ex.response is not None
+    assert ex.request.size == sum(len(b) for dr, b, _ in events if dr == CLIENT)
+    assert ex.response.size == sum(len(b) for dr, b, _ in events if dr == SERVER)

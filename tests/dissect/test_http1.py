@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import base64
 import gzip
+import http.server
+import itertools
+import subprocess
+import threading
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +17,8 @@ from pilotfish.config import DissectLimits
 from pilotfish.dissect.base import DissectError
 from pilotfish.dissect.http1 import Http1Dissector
 from pilotfish.model import CLIENT, SERVER, Exchange
+from tests.dissect.conftest import DATA_JSON, INDEX
+from tests.dissect.recorder import Recorder
 
 LIMITS = DissectLimits()
 
@@ -95,6 +101,31 @@ def test_chunked_gzip_json_is_decoded_and_sized_on_the_wire() -> None:
     assert ex.response.headers["content-encoding"] == "gzip"
 
 
+def test_sizes_stay_exact_with_non_canonical_framing() -> None:
+    req = b"GET /odd HTTP/1.1\r\nHost:   spaced  \r\nX-Tab:\tv\r\n\r\n"
+    resp = (
+        b"HTTP/1.1 200\r\nTransfer-Encoding: chunked\r\n\r\n"  # no reason phrase
+        b"5;ext=1\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n"  # chunk extension, trailer
+    )
+    # one message per segment: each size is exact
+    out = run([(CLIENT, req, 1.0), (SERVER, resp, 2.0), (CLIENT, req, 3.0), (SERVER, resp, 4.0)])
+    assert [(e.request.size, e.response.size) for e in out if e.request and e.response] == [
+        (len(req), len(resp)),
+        (len(req), len(resp)),
+    ]
+    assert out[0].response is not None and out[0].response.headers["x-trailer"] == "t"
+    # any segmentation: the sizes still add up to the bytes on the wire
+    for cut in range(1, len(resp)):
+        events = [
+            (CLIENT, req + req, 1.0),
+            (SERVER, resp[:cut], 2.0),
+            (SERVER, resp[cut:] + resp, 3.0),
+        ]
+        out = run(events)
+        assert sum(e.request.size for e in out if e.request) == 2 * len(req), cut
+        assert sum(e.response.size for e in out if e.response) == 2 * len(resp), cut
+
+
 def test_repeated_headers_are_joined_and_set_cookie_by_newline() -> None:
     resp = (
         b"HTTP/1.1 200 OK\r\nVary: a\r\nVary: b\r\nSet-Cookie: x=1\r\nSET-COOKIE: y=2\r\n"
@@ -173,6 +204,25 @@ def test_100_continue_is_not_final_and_is_recorded() -> None:
     assert ex.status == 201 and ex.response_ts == 4.0
     assert ex.response is not None and ex.response.info == {"informational": [100]}
     assert ex.request is not None and ex.request.body == "abc"
+
+
+def test_early_response_waits_for_its_request_to_complete() -> None:
+    req = b"PUT /upload HTTP/1.1\r\nContent-Length: 10\r\n\r\n"
+    too_big = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n"
+    d = Http1Dissector(LIMITS)
+    assert d.feed(CLIENT, req + b"01234", 1.0) == []
+    assert d.feed(SERVER, too_big, 2.0) == []
+    (ex,) = d.feed(CLIENT, b"56789" + GET, 3.0)
+    assert (ex.method, ex.status, ex.request_ts, ex.response_ts) == ("PUT", 413, 1.0, 2.0)
+    assert ex.flags == ["early-response"]
+    assert ex.request is not None and ex.request.body == "0123456789"
+    assert [e.status for e in d.feed(SERVER, OK, 4.0)] == [200]  # FIFO stays aligned
+
+
+def test_early_response_and_connection_closed_mid_upload() -> None:
+    req = b"POST /u HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc"
+    out = run([(CLIENT, req, 1.0), (SERVER, b"HTTP/1.1 401 No\r\nContent-Length: 0\r\n\r\n", 2.0)])
+    assert [(e.status, e.flags) for e in out] == [(401, ["truncated", "early-response"])]
 
 
 # --- upgrades ---------------------------------------------------------------------------------
@@ -350,7 +400,7 @@ def _split(events: list[Event], cuts: list[list[int]]) -> list[Event]:
     out: list[Event] = []
     for (direction, data, ts), points in zip(events, cuts, strict=True):
         edges = [0, *sorted({p % (len(data) + 1) for p in points}), len(data)]
-        out += [(direction, data[a:b], ts) for a, b in zip(edges, edges[1:], strict=False) if b > a]
+        out += [(direction, data[a:b], ts) for a, b in itertools.pairwise(edges) if b > a]
     return out
 
 
@@ -371,7 +421,11 @@ def test_every_single_split_point_gives_the_same_exchanges() -> None:
 @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=200)
 @given(st.lists(st.lists(st.integers(0, 400), max_size=12), min_size=4, max_size=4))
 def test_any_segmentation_gives_the_same_exchanges(cuts: list[list[int]]) -> None:
-    assert run(_split(CONVERSATION, cuts)) == run(CONVERSATION)
+    out = run(_split(CONVERSATION, cuts))
+    assert out == run(CONVERSATION)
+    wire = [sum(len(d) for dr, d, _ in CONVERSATION if dr == side) for side in (CLIENT, SERVER)]
+    assert sum(e.request.size for e in out if e.request) == wire[CLIENT]
+    assert sum(e.response.size for e in out if e.response) == wire[SERVER]
 
 
 @settings(max_examples=300)
@@ -419,3 +473,114 @@ def test_shuffled_messages_and_gaps_never_crash(
         d.close(2.0)
     except DissectError:
         pass
+
+
+# --- real traffic (nginx, curl, a chunked+gzip Python server) -------------------------------
+
+
+def _curl(*args: str) -> None:
+    subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "--http1.1", "--max-time", "10", *args],
+        check=True,
+        timeout=20,
+    )
+
+
+def _totals(events: list[Event]) -> tuple[int, int]:
+    return (
+        sum(len(d) for dr, d, _ in events if dr == CLIENT),
+        sum(len(d) for dr, d, _ in events if dr == SERVER),
+    )
+
+
+@pytest.mark.integration
+def test_real_nginx_keep_alive_gzip_head_and_post(nginx: int) -> None:
+    recorder = Recorder(nginx)
+    base = f"http://127.0.0.1:{recorder.port}"
+    with recorder.running():
+        _curl("--compressed", f"{base}/index.html", f"{base}/data.json", f"{base}/missing")
+        _curl("-I", f"{base}/data.json")
+        _curl("-d", "name=pilotfish&x=1", f"{base}/echo")
+    first, head, post = recorder.connections
+    out = run(first)
+    assert [(e.method, e.path, e.status, e.flags) for e in out] == [
+        ("GET", "/index.html", 200, []),
+        ("GET", "/data.json", 200, []),
+        ("GET", "/missing", 404, []),
+    ]
+    assert out[0].response is not None and out[0].response.body == INDEX.decode()
+    data = out[1].response
+    assert data is not None and data.headers["content-encoding"] == "gzip"
+    assert data.body == DATA_JSON.decode() and data.body_size == len(DATA_JSON)
+    # nginx frames canonically, so the rebuilt sizes add up to the bytes on the wire
+    assert (
+        sum(e.request.size for e in out if e.request),
+        sum(e.response.size for e in out if e.response),
+    ) == _totals(first)
+    assert all(e.request_ts is not None and e.response_ts is not None for e in out)
+    assert all(e.response_ts >= e.request_ts for e in out)  # type: ignore[operator]
+
+    (h,) = run(head)
+    assert (h.method, h.status) == ("HEAD", 200)
+    assert h.response is not None and h.response.body == "" and h.response.headers["content-length"]
+
+    (p,) = run(post)
+    assert (p.method, p.path, p.status) == ("POST", "/echo", 201)
+    assert p.request is not None and p.request.body == "name=pilotfish&x=1"
+    assert p.response is not None and p.response.body == "created\n"
+
+
+class _ChunkedGzipHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        packed = gzip.compress(b"line of text\n" * 500)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for i in range(0, len(packed), 100):
+            piece = packed[i : i + 100]
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.integration
+def test_real_python_server_chunked_gzip() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ChunkedGzipHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        recorder = Recorder(server.server_address[1])
+        with recorder.running():
+            _curl(f"http://127.0.0.1:{recorder.port}/a", f"http://127.0.0.1:{recorder.port}/b")
+    finally:
+        server.shutdown()
+        server.server_close()
+    (events,) = recorder.connections
+    out = run(events)
+    assert [e.path for e in out] == ["/a", "/b"]
+    for ex in out:
+        assert ex.response is not None
+        assert ex.response.body == "line of text\n" * 500
+        assert ex.response.headers["transfer-encoding"] == "chunked"
+    assert sum(e.response.size for e in out if e.response) == _totals(events)[1]
+    # and byte by byte it is the same
+    one_by_one = [(dr, d[i : i + 1], ts) for dr, d, ts in events for i in range(len(d))]
+    assert run(one_by_one) == out
+
+
+def test_byte_by_byte_junk_is_scanned_in_linear_time() -> None:
+    # 1-byte segments of one long line: each segment must not rescan what came before
+    d = Http1Dissector(LIMITS)
+    for _ in range(60_000):
+        d.feed(CLIENT, b"x", 1.0)
+        d.feed(SERVER, b"y", 1.0)
+    d.feed(CLIENT, b"\r\n" + GET, 2.0)
+    out = d.feed(SERVER, b"\r\n" + OK, 2.0)
+    assert [(e.method, e.status) for e in out] == [("GET", 200)]

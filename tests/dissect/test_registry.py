@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import struct
+import subprocess
 
+import pytest
 from dnslib import DNSRecord
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,6 +15,7 @@ from pilotfish.dissect.base import DissectError
 from pilotfish.dissect.httpstart import NO, YES
 from pilotfish.dissect.registry import BUILTIN, SNIFF_BYTES, Registration, Registry
 from pilotfish.model import CLIENT, IPPROTO_TCP, IPPROTO_UDP, SERVER, Exchange
+from tests.dissect.recorder import Recorder
 
 LIMITS = DissectLimits()
 GET = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -157,3 +160,26 @@ def test_any_first_bytes_pick_something_and_never_crash(
         return
     assert d.protocol in ("http", "dns", "tcp", "udp")
     assert d.pending_since() is None or sum(len(c[1]) for c in chunks) < SNIFF_BYTES * 100
+
+
+@pytest.mark.integration
+def test_real_nginx_stream_on_an_unhinted_port_is_http(nginx: int) -> None:
+    recorder = Recorder(nginx)
+    with recorder.running():
+        subprocess.run(
+            [
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "--max-time",
+                "10",
+                f"http://127.0.0.1:{recorder.port}/",
+            ],
+            check=True,
+            timeout=20,
+        )
+    (events,) = recorder.connections
+    d = Registry(LIMITS).dissector_for(IPPROTO_TCP, 50000, nginx)
+    (ex,) = drive(d, events)
+    assert (ex.protocol, ex.method, ex.path, ex.status) == ("http", "GET", "/", 200)

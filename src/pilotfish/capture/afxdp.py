@@ -294,7 +294,15 @@ class AfXdpSource:
                 socket.if_nametoindex(ifname)
             except OSError:
                 raise SourceUnavailable(NAME, f"unknown interface {ifname!r}") from None
+            if os.path.isdir(f"{self._sysfs}/{ifname}/bridge"):
+                raise SourceUnavailable(
+                    NAME,
+                    f"{ifname} is a bridge: frames it forwards between its ports never pass "
+                    "its tc hooks, so a mirror would miss them (name the member ports instead)",
+                )
         return names
+
+    _sysfs = "/sys/class/net"
 
     def _check_privileges(self) -> None:
         try:

@@ -1,21 +1,25 @@
 """Capture files: a streaming pcap/pcapng reader (a `Source`) and a classic pcap writer.
 
 Reading: `PcapFileSource(path)` reads classic pcap (microsecond and nanosecond magics, both
-byte orders) and pcapng (see `capture/pcapng.py`), optionally gzip-compressed, in chunks of
-`chunk_size` bytes (1 MiB) and slices records out of each chunk, so memory stays bounded by
-the chunk plus the largest record whatever the file size.  Frames are
-`(timestamp, linktype, data, original_length)` tuples in batches of `batch_size`.
+byte orders) and pcapng (blocks parsed by `capture/pcapng.py`), gzip-compressed or not, in
+chunks of `chunk_size` bytes (1 MiB) and slices records out of each chunk with precompiled
+structs, so memory is bounded by one chunk plus the largest record (256 KiB) or block
+(16 MiB) whatever the file size.  Frames are `(timestamp, linktype, data, original_length)`
+tuples in batches of `batch_size`; timestamps are float epoch seconds, so nanosecond files
+keep about 0.2 us of precision at today's epoch.
 
-Bounds and errors: a classic record longer than the file's snaplen or than `MAX_RECORD`
-(256 KiB) is damage; a missing file, a file that is neither format, a truncated header and a
-file ending inside a record/block raise `PcapFormatError` (a `SourceError`) with one line
-naming the file and the problem -- always after every complete frame before the damage was
-yielded.  An empty or header-only file yields nothing and is not an error.  `stats().extra`
-counts `truncated_records` (0/1), `skipped_blocks`, `interfaces`, `sections`,
-`bad_interface` and `bad_options`.
+Bounds and errors: a classic record longer than the file's snaplen or than `MAX_RECORD` is
+damage; a missing file, a file that is neither format (the message shows the magic found), a
+truncated header, damaged gzip data and a file ending inside a record/block raise
+`PcapFormatError` (a `SourceError`) with one line naming the file, the problem and its byte
+offset -- always after every complete frame before the damage was yielded.  An empty or
+header-only file yields nothing and is not an error.  `stats().extra` reports `format`,
+`compression`, `truncated_records` (0/1), `interfaces`, and for pcapng `sections`,
+`skipped_blocks`, `bad_interface`, `bad_options`.
 
 Writing: `PcapWriter` produces little-endian classic pcap (microsecond or nanosecond) that
-tcpdump and tshark read back exactly; data longer than the snaplen is cut to it.
+tcpdump and tshark read back exactly; data longer than the snaplen is cut to it, the
+original length is kept.  Output is buffered and flushed every 1 MiB and on close.
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ Understood: Section Header (each section has its own byte order and its own inte
 Interface Description (link type, snaplen, `if_tsresol` in both the power-of-10 and
 power-of-2 forms, `if_tsoffset`), Enhanced Packet, Simple Packet (first interface of the
 section, captured length = min(snaplen, original length, block room), timestamp carried
-over from the previous packet because the block has none) and the obsolete Packet block.
+over from the previous packet because the block has none, 0.0 before any) and the obsolete
+Packet block.  Well-formed Enhanced Packet Blocks take a fast path (one struct unpack each);
+every other block goes through the general per-block handler.
 
 Bounds and what is counted rather than trusted:
 - a block longer than `MAX_BLOCK` (16 MiB), shorter than its fixed fields, not a multiple of
@@ -60,6 +62,7 @@ class _Layout:
 
     def __init__(self, order: str) -> None:
         self.head = struct.Struct(order + "II")  # block type, total length
+        self.epb_head = struct.Struct(order + "IIIIIII")  # head + the EPB fields below
         self.u32 = struct.Struct(order + "I")
         self.version = struct.Struct(order + "HH")
         # EPB after type/len: interface, ts high, ts low, captured len, original len
@@ -111,68 +114,98 @@ class PcapngParser:
         """
         n = len(buf)
         append = out.append
-        lay = self._layout if self._layout is not None else _LITTLE
-        ifaces = self._interfaces
+        target = len(out) + room
         nbytes = 0
         nframes = 0
-        while off + 12 <= n and nframes < room:
-            btype, blen = lay.head.unpack_from(buf, off)
-            if btype == BT_SHB:
-                lay = self._section_layout(buf, off)
-                blen = lay.u32.unpack_from(buf, off + 4)[0]
-            elif self._layout is None:
-                raise CaptureDamage(f"block type {btype:#x} before any section header", off)
-            if blen < 12 or blen & 3 or blen > MAX_BLOCK:
-                raise CaptureDamage(f"bad block length {blen} (block type {btype:#x})", off)
-            end = off + blen
-            if end > n:
-                break
-            if lay.u32.unpack_from(buf, end - 4)[0] != blen:
-                raise CaptureDamage(f"block type {btype:#x}: trailing length mismatch", off)
-            if btype in (BT_EPB, BT_OPB):
-                if blen < 32:
-                    raise CaptureDamage(f"packet block too short ({blen} bytes)", off)
-                if btype == BT_EPB:
-                    iface, hi, lo, cap, orig = lay.epb.unpack_from(buf, off + 8)
-                else:
-                    iface, _drops, hi, lo, cap, orig = lay.opb.unpack_from(buf, off + 8)
-                if cap > blen - 32:
-                    raise CaptureDamage(f"packet data ({cap} bytes) overruns its block", off)
-                if iface < len(ifaces):
-                    linktype, _snap, units, tsoff = ifaces[iface]
+        lay = self._layout
+        while off + 12 <= n and len(out) < target:
+            # fast path: a well-formed Enhanced Packet Block of a known interface
+            if lay is not None and off + 28 <= n:
+                btype, blen, iface, hi, lo, cap, orig = lay.epb_head.unpack_from(buf, off)
+                end = off + blen
+                if (
+                    btype == BT_EPB
+                    and 32 <= blen <= MAX_BLOCK
+                    and not blen & 3
+                    and end <= n
+                    and cap <= blen - 32
+                    and iface < len(self._interfaces)
+                    and lay.u32.unpack_from(buf, end - 4)[0] == blen
+                ):
+                    linktype, _snap, units, tsoff = self._interfaces[iface]
                     ts = ((hi << 32) | lo) / units + tsoff
-                    self._last_ts = ts
                     append((ts, linktype, buf[off + 28 : off + 28 + cap], orig))
                     nbytes += cap
                     nframes += 1
-                else:
-                    self.bad_interface += 1
-            elif btype == BT_SPB:
-                if blen < 16:
-                    raise CaptureDamage(f"simple packet block too short ({blen} bytes)", off)
-                if ifaces:
-                    orig = lay.u32.unpack_from(buf, off + 8)[0]
-                    linktype, snap, _units, _tsoff = ifaces[0]
-                    cap = min(orig, blen - 16, snap or orig)
-                    append((self._last_ts, linktype, buf[off + 12 : off + 12 + cap], orig))
-                    nbytes += cap
-                    nframes += 1
-                else:
-                    self.bad_interface += 1
-            elif btype == BT_IDB:
-                if blen < 20:
-                    raise CaptureDamage(f"interface block too short ({blen} bytes)", off)
-                ifaces.append(self._interface(lay, buf, off, end))
-                self.interfaces += 1
-            elif btype == BT_SHB:
-                self._start_section(lay, buf, off, blen)
-                ifaces = self._interfaces
-            else:
-                self.skipped_blocks += 1
+                    self._last_ts = ts
+                    off = end
+                    continue
+            end = self._block(buf, off, n, out)
+            if end < 0:
+                break
             off = end
+            lay = self._layout
         self.frames += nframes
         self.captured_bytes += nbytes
         return off
+
+    def _block(self, buf: bytes, off: int, n: int, out: list[Frame]) -> int:
+        """Handle any one block at `off`; returns its end, or -1 when it is incomplete."""
+        lay = self._layout if self._layout is not None else _LITTLE
+        btype, blen = lay.head.unpack_from(buf, off)
+        if btype == BT_SHB:
+            lay = self._section_layout(buf, off)
+            blen = lay.u32.unpack_from(buf, off + 4)[0]
+        elif self._layout is None:
+            raise CaptureDamage(f"block type {btype:#x} before any section header", off)
+        if blen < 12 or blen & 3 or blen > MAX_BLOCK:
+            raise CaptureDamage(f"bad block length {blen} (block type {btype:#x})", off)
+        end: int = off + blen
+        if end > n:
+            return -1
+        if lay.u32.unpack_from(buf, end - 4)[0] != blen:
+            raise CaptureDamage(f"block type {btype:#x}: trailing length mismatch", off)
+        ifaces = self._interfaces
+        if btype in (BT_EPB, BT_OPB):
+            if blen < 32:
+                raise CaptureDamage(f"packet block too short ({blen} bytes)", off)
+            if btype == BT_EPB:
+                iface, hi, lo, cap, orig = lay.epb.unpack_from(buf, off + 8)
+            else:
+                iface, _drops, hi, lo, cap, orig = lay.opb.unpack_from(buf, off + 8)
+            if cap > blen - 32:
+                raise CaptureDamage(f"packet data ({cap} bytes) overruns its block", off)
+            if iface < len(ifaces):
+                linktype, _snap, units, tsoff = ifaces[iface]
+                self._last_ts = ((hi << 32) | lo) / units + tsoff
+                self._emit(out, linktype, buf[off + 28 : off + 28 + cap], orig)
+            else:
+                self.bad_interface += 1
+        elif btype == BT_SPB:
+            if blen < 16:
+                raise CaptureDamage(f"simple packet block too short ({blen} bytes)", off)
+            if ifaces:
+                orig = lay.u32.unpack_from(buf, off + 8)[0]
+                linktype, snap, _units, _tsoff = ifaces[0]
+                cap = min(orig, blen - 16, snap or orig)
+                self._emit(out, linktype, buf[off + 12 : off + 12 + cap], orig)
+            else:
+                self.bad_interface += 1
+        elif btype == BT_IDB:
+            if blen < 20:
+                raise CaptureDamage(f"interface block too short ({blen} bytes)", off)
+            ifaces.append(self._interface(lay, buf, off, end))
+            self.interfaces += 1
+        elif btype == BT_SHB:
+            self._start_section(lay, buf, off, blen)
+        else:
+            self.skipped_blocks += 1
+        return end
+
+    def _emit(self, out: list[Frame], linktype: int, data: bytes, orig: int) -> None:
+        out.append((self._last_ts, linktype, data, orig))
+        self.frames += 1
+        self.captured_bytes += len(data)
 
     # --- block helpers (once per section / interface, not per packet) ----------------------
 

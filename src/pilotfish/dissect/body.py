@@ -65,6 +65,18 @@ def render(data: bytes, content_type: str | None) -> tuple[str, Literal["text", 
     return base64.b64encode(data).decode("ascii"), "base64"
 
 
+def render_identity(
+    chunks: list[bytes], seen: int, content_type: str | None, body_limit: int
+) -> RenderedBody:
+    """The fast path for bodies without Content-Encoding: `chunks` hold at least the first
+    `body_limit` bytes (or all of them) of `seen` bytes."""
+    data = b"".join(chunks)
+    if len(data) > body_limit:
+        data = data[:body_limit]
+    body, encoding = render(data, content_type)
+    return RenderedBody(body, encoding, seen, seen > len(data), None)
+
+
 class BodyDecoder:
     """Decodes one message body as it streams in; memory stays within the limits."""
 

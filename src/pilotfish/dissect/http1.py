@@ -10,6 +10,8 @@ Behaviour and bounds:
   after the header block.  1xx interim responses are not final: their codes end up in the
   final response's `info["informational"]`.  204/304 have no body (the parser knows).
 - A response with neither length nor chunking ends when the connection closes (`close()`).
+- A final response that arrives while its request is still coming in (an early 413/401) waits
+  for that request to end and is paired with it, flagged "early-response".
 - 101 Switching Protocols -> the exchange gets `upgrade` (the Upgrade header's first token,
   e.g. "websocket", "h2c"); a 2xx to CONNECT -> upgrade "tunnel".  After that the dissector
   ignores everything (the pipeline hands the connection over).  The client bytes sent after
@@ -23,22 +25,26 @@ Behaviour and bounds:
   resynchronises at the next start line.
 - header block larger than `max_header_bytes` -> DissectError; more than
   `max_pending_messages` waiting requests -> the oldest is emitted with "no-response".
-- `Payload.size` is rebuilt from the parsed message assuming canonical framing (one space
-  after each colon, CRLF line ends, no chunk extensions): exact for ordinary traffic.
+- `Payload.size` is rebuilt from the parsed pieces (httptools gives no offsets) and then
+  reconciled with the bytes actually fed whenever the parser is between messages, so the
+  sizes always add up to the bytes on the wire; a framing detail the rebuild cannot see
+  (extra spaces, chunk extensions) is charged to the last message of that stretch.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Final
+from typing import Final
 
 import httptools
 
 from pilotfish.config import DissectLimits
 from pilotfish.dissect.base import DissectError
-from pilotfish.dissect.body import EMPTY_BODY, BodyDecoder, RenderedBody
+from pilotfish.dissect.body import EMPTY_BODY, BodyDecoder, RenderedBody, render_identity
+from pilotfish.dissect.http1side import HELD, PARSE, SYNC, Side
 from pilotfish.dissect.httpstart import (
     MAYBE,
+    METHODS,
     REQUEST_LINE,
     STATUS_LINE,
     YES,
@@ -47,139 +53,18 @@ from pilotfish.dissect.httpstart import (
 )
 from pilotfish.model import CLIENT, SERVER, Exchange, Payload, summary_of
 
-_SYNC, _PARSE, _HELD = 0, 1, 2
 _SYNC_GIVE_UP: Final = 256 * 1024
 _SNIFF: Final = 64  # bytes looked at to accept a clean start
 _FILLER: Final = bytes(64 * 1024)
 _BLANK_LINE: Final = b"\r\n\r\n"
 _BODYLESS: Final = frozenset(("HEAD", "CONNECT"))
+_IDENTITY: Final = frozenset(("", "identity"))
+_METHOD_NAMES: Final = {m.encode(): m for m in METHODS}
+_VERSIONS: Final = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 
 # A waiting request: (ts, method, path, payload, flags, held) -- held: the client stream is
 # paused behind it (Upgrade or CONNECT) until its response arrives.
-_Request = tuple[float, str, str, Payload, list[str], bool]
-
-
-class _Side:
-    """One direction: its parser, its sync state and the message being collected."""
-
-    __slots__ = (
-        "begun",
-        "body",
-        "body_wire",
-        "chunk_mark",
-        "chunk_overhead",
-        "cut",
-        "direction",
-        "filling",
-        "first_ts",
-        "flags",
-        "head_counted",
-        "head_fed",
-        "head_size",
-        "headers",
-        "held",
-        "held_gap",
-        "in_head",
-        "mode",
-        "msg_ts",
-        "n_head",
-        "owner",
-        "parser",
-        "skipped",
-        "sync_buf",
-        "sync_ts",
-        "tail3",
-        "text",
-        "ts",
-    )
-
-    def __init__(self, owner: Http1Dissector, direction: int) -> None:
-        self.owner = owner
-        self.direction = direction
-        self.mode = _SYNC
-        self.parser: Any = None
-        self.sync_buf = b""
-        self.sync_ts = 0.0  # when the first byte of sync_buf arrived
-        self.skipped = 0
-        self.held = b""
-        self.held_gap = False
-        self.tail3 = b""
-        self.ts = 0.0
-        self.first_ts: float | None = None  # first byte of a start line held while syncing
-        self.msg_ts = 0.0
-        self.begun = False
-        self.in_head = False
-        self.head_fed = 0
-        self.head_counted = False
-        self.cut = False
-        self.filling = False
-        self.text: list[bytes] = []
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.n_head = 0
-        self.head_size = 0
-        self.body: BodyDecoder | None = None
-        self.body_wire = 0
-        self.chunk_mark = -1
-        self.chunk_overhead = 0
-        self.flags: list[str] = []
-
-    def new_parser(self) -> None:
-        if self.direction == CLIENT:
-            self.parser = httptools.HttpRequestParser(self)
-        else:
-            self.parser = httptools.HttpResponseParser(self)
-        self.mode = _PARSE
-        self.begun = self.in_head = self.cut = False
-        self.tail3 = b""
-
-    # --- httptools callbacks: keep them tiny ---------------------------------------------
-
-    def on_message_begin(self) -> None:
-        self.begun = self.in_head = True
-        self.head_fed = 0
-        self.head_counted = False
-        if self.first_ts is None:
-            self.msg_ts = self.ts
-        else:
-            self.msg_ts, self.first_ts = self.first_ts, None
-        self.text = []
-        self.headers = []
-        self.body = None
-        self.body_wire = self.chunk_overhead = 0
-        self.chunk_mark = -1
-        self.flags = []
-
-    def on_url(self, url: bytes) -> None:
-        self.text.append(url)
-
-    on_status = on_url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.in_head = False
-        self.n_head = len(self.headers)
-        self.owner._headers_done(self)
-
-    def on_body(self, data: bytes) -> None:
-        self.body_wire += len(data)
-        if self.filling:
-            return
-        if self.body is None:
-            self.body = self.owner._decoder_for(self.headers)
-        self.body.feed(data)
-
-    def on_chunk_header(self) -> None:
-        self.chunk_mark = self.body_wire  # >= 0: the body is chunked
-
-    def on_chunk_complete(self) -> None:
-        self.chunk_overhead += len(f"{self.body_wire - self.chunk_mark:x}") + 4
-
-    def on_message_complete(self) -> None:
-        self.begun = False
-        self.cut = False
-        self.owner._message_done(self)
+_Request = tuple[float, str, str, Payload, tuple[str, ...], bool]
 
 
 class Http1Dissector:
@@ -192,10 +77,23 @@ class Http1Dissector:
         self._pending: deque[_Request] = deque()
         self._bodyless = 0  # HEAD/CONNECT requests among _pending
         self._informational: list[int] = []
+        # a final response that came while its request was still arriving (e.g. 413 early)
+        self._early: tuple[float, int | None, Payload, tuple[str, ...]] | None = None
         self._messages = 0
         self._done = False
         self._out: list[Exchange] = []
-        self._sides = (_Side(self, CLIENT), _Side(self, SERVER))
+        self._sides = (
+            Side(
+                CLIENT, self._request_done, self._headers_done, self._decoder_for, limits.body_limit
+            ),
+            Side(
+                SERVER,
+                self._response_done,
+                self._headers_done,
+                self._decoder_for,
+                limits.body_limit,
+            ),
+        )
 
     # --- the Dissector contract ----------------------------------------------------------
 
@@ -205,7 +103,7 @@ class Http1Dissector:
         side = self._sides[direction]
         side.ts = ts
         out = self._out = []
-        if side.mode == _PARSE and not (direction == SERVER and self._bodyless):
+        if side.mode == PARSE and not (direction == SERVER and self._bodyless):
             rest = self._parse(side, data)
             if rest:
                 self._slow(side, rest)
@@ -219,23 +117,24 @@ class Http1Dissector:
         side = self._sides[direction]
         side.ts = ts
         out = self._out = []
-        if side.mode == _PARSE and side.begun and not side.in_head:
+        if side.mode == PARSE and side.begun and not side.in_head:
             remaining = self._body_remaining(side)
             if remaining > 0:
-                side.flags.append("gap")
+                side.flags += ("gap",)
                 self._fill(side, min(size, remaining))
                 if size <= remaining:
                     return out
                 size -= remaining
-        if side.mode == _PARSE and side.begun:
-            side.flags.append("gap")
+        if side.mode == PARSE and side.begun:
+            side.flags += ("gap",)
             self._abandon(side)
-        elif side.mode == _HELD:
+        elif side.mode == HELD:
             side.held = b""
             side.held_gap = True
             return out
-        side.mode = _SYNC
-        side.sync_buf = b""
+        side.mode = SYNC
+        side.fresh = False  # what follows a gap starts anywhere
+        side.sync_buf.clear()
         side.skipped += size
         return out
 
@@ -244,12 +143,12 @@ class Http1Dissector:
             return []
         out = self._out = []
         client, server = self._sides
-        if server.mode == _PARSE and server.begun:
+        if server.mode == PARSE and server.begun:
             if server.in_head or self._body_remaining(server) > 0 or server.chunk_mark >= 0:
-                server.flags.append("truncated")
+                server.flags += ("truncated",)
             self._abandon(server)
-        if client.mode == _PARSE and client.begun:
-            client.flags.append("truncated")
+        if client.mode == PARSE and client.begun:
+            client.flags += ("truncated",)
             self._abandon(client)
         while self._pending:
             self._no_response(self._pending.popleft())
@@ -266,11 +165,13 @@ class Http1Dissector:
 
     # --- feeding ------------------------------------------------------------------------
 
-    def _parse(self, side: _Side, data: bytes) -> bytes:
+    def _parse(self, side: Side, data: bytes) -> bytes:
         """Feed the parser; return bytes it did not take (after an upgrade)."""
         try:
             side.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
+            side.fed += exc.args[0]
+            _reconcile(side)
             return self._upgraded(side, data[exc.args[0] :])
         except httptools.HttpParserError as exc:
             cause = exc.__context__
@@ -278,19 +179,28 @@ class Http1Dissector:
                 raise cause from None
             raise DissectError(f"http: {exc}") from exc
         if side.in_head:
-            if side.head_counted:
+            if side.head_fed < 0:
+                side.head_fed = 0
+            else:
                 side.head_fed += len(data)
                 if side.head_fed > self._limits.max_header_bytes:
                     raise DissectError("http: header block over max_header_bytes")
-            side.head_counted = True
+        if side.begun:
+            side.fed += len(data)
+        elif side.last_payload is not None:  # between messages: settle the sizes
+            side.last_payload.size += side.fed + len(data) - side.accounted
+            side.last_payload = None
+            side.fed = side.accounted = 0
+        else:
+            side.fed = side.accounted = 0
         return b""
 
-    def _slow(self, side: _Side, data: bytes) -> None:
+    def _slow(self, side: Side, data: bytes) -> None:
         """Sync scanning, held client bytes and HEAD-aware server feeding."""
         while data and not self._done:
-            if side.mode == _SYNC:
+            if side.mode == SYNC:
                 data = self._sync(side, data)
-            elif side.mode == _HELD:
+            elif side.mode == HELD:
                 room = self._limits.max_header_bytes - len(side.held)
                 side.held += data[: max(0, room)]
                 return
@@ -303,49 +213,65 @@ class Http1Dissector:
                 rest = self._parse(side, piece)
                 if side.cut and side.begun:
                     side.on_message_complete()
+                    _reconcile(side)
                     side.new_parser()
                 data = rest + data
             else:
                 data = self._parse(side, data)
 
-    def _sync(self, side: _Side, data: bytes) -> bytes:
-        """Skip to the next start line; return the bytes from it on (b"" while searching)."""
-        held = len(side.sync_buf)
-        buf = side.sync_buf + data if held else data
+    def _sync(self, side: Side, data: bytes) -> bytes:
+        """Skip to the next start line; return the bytes from it on (b"" while searching).
+
+        `sync_buf` holds only the current partial line (bounded by max_header_bytes)."""
+        buf = side.sync_buf
+        held = len(buf)
         if not held:
             side.sync_ts = side.ts
+        buf += data
         client = side.direction == CLIENT
-        if side.parser is None:  # the very first bytes: a clean start needs no full line
-            verdict = (sniff_request if client else sniff_response)(buf[:_SNIFF])
+        if side.fresh:  # the very first bytes: a clean start needs no full line
+            verdict = (sniff_request if client else sniff_response)(bytes(buf[:_SNIFF]))
             if verdict == MAYBE and len(buf) < _SNIFF:
-                side.sync_buf = buf
                 return b""
+            side.fresh = False
             if verdict == YES:
-                side.sync_buf = b""
-                side.new_parser()
-                side.first_ts = side.sync_ts if held else None
-                return buf
-        found = (REQUEST_LINE if client else STATUS_LINE).search(buf)
+                return self._synced(side, 0, held)
+        # Rescan only what can hold a new match: a request line ends with CRLF, so it needs a
+        # newline in the new bytes; a status line prefix is 13 bytes long.
+        if client:
+            found = REQUEST_LINE.search(buf) if b"\n" in data else None
+        else:
+            found = STATUS_LINE.search(buf, max(0, held - 12))
         if found is not None:
-            side.skipped += found.start()
-            side.sync_buf = b""
-            side.new_parser()
-            side.first_ts = side.sync_ts if found.start() < held else None
-            self._check_sync(side)
-            return buf[found.start() :]
-        keep = buf[buf.rfind(b"\n") + 1 :][-self._limits.max_header_bytes :]
-        side.skipped += len(buf) - len(keep)
-        if keep and len(keep) <= len(data):
-            side.sync_ts = side.ts  # the kept partial line arrived in this feed
-        side.sync_buf = keep
+            return self._synced(side, found.start(), held)
+        dropped = 0
+        newline = buf.rfind(b"\n", held)
+        if newline >= 0:  # earlier lines cannot start a message any more
+            dropped = newline + 1
+            del buf[:dropped]
+            side.sync_ts = side.ts
+        if len(buf) > self._limits.max_header_bytes:
+            dropped += len(buf)
+            buf.clear()
+        side.skipped += dropped
         self._check_sync(side)
         return b""
 
-    def _check_sync(self, side: _Side) -> None:
+    def _synced(self, side: Side, start: int, held: int) -> bytes:
+        buf = side.sync_buf
+        rest = bytes(buf[start:])
+        buf.clear()
+        side.skipped += start
+        side.new_parser()
+        side.first_ts = side.sync_ts if start < held else None
+        self._check_sync(side)
+        return rest
+
+    def _check_sync(self, side: Side) -> None:
         if side.skipped > _SYNC_GIVE_UP and not self._messages:
             raise DissectError("http: no message start found")
 
-    def _fill(self, side: _Side, size: int) -> None:
+    def _fill(self, side: Side, size: int) -> None:
         """Stand in for lost body bytes so the parser keeps its framing."""
         side.filling = True
         try:
@@ -356,39 +282,36 @@ class Http1Dissector:
         finally:
             side.filling = False
 
-    def _body_remaining(self, side: _Side) -> int:
+    def _body_remaining(self, side: Side) -> int:
         """Bytes still due in a Content-Length body, -1 when the length is not known."""
-        for name, value in side.headers[: side.n_head]:
-            if name.lower() == b"content-length":
-                try:
-                    return max(0, int(value) - side.body_wire)
-                except ValueError:
-                    return -1
-        return -1
+        value = side.hdict.get("content-length")
+        if value is None or not value.isdigit():
+            return -1
+        return max(0, int(value) - side.body_wire)
 
-    def _abandon(self, side: _Side) -> None:
+    def _abandon(self, side: Side) -> None:
         """End the message in progress as it is; the direction starts over."""
         if side.in_head:
             side.n_head = len(side.headers)
             self._headers_done(side)
         side.begun = False
-        self._message_done(side)
-        side.mode = _SYNC
-        side.sync_buf = b""
+        side.done(side)
+        side.mode = SYNC
+        side.sync_buf.clear()
 
-    def _upgraded(self, side: _Side, rest: bytes) -> bytes:
+    def _upgraded(self, side: Side, rest: bytes) -> bytes:
         if side.direction == CLIENT:
-            side.mode = _HELD
+            side.mode = HELD
             side.held = b""
             return rest
         return b""  # the 101 completed the exchange and set _done
 
     # --- messages -----------------------------------------------------------------------
 
-    def _headers_done(self, side: _Side) -> None:
-        size = 2
-        for name, value in side.headers:
-            size += len(name) + len(value) + 4
+    def _headers_done(self, side: Side) -> None:
+        side.hdict, size = _header_dict(side.headers, {})
+        coding = side.hdict.get("content-encoding")
+        side.coded = coding is not None and coding.strip().lower() not in _IDENTITY
         if size > self._limits.max_header_bytes:
             raise DissectError("http: header block over max_header_bytes")
         side.head_size = size + sum(map(len, side.text))
@@ -398,72 +321,85 @@ class Http1Dissector:
                 status = side.parser.get_status_code()
                 side.cut = (method == "HEAD" and status >= 200) or 200 <= status < 300
 
-    def _decoder_for(self, raw: list[tuple[bytes, bytes]]) -> BodyDecoder:
-        encoding = ""
-        ctype = None
-        for name, value in raw:
-            lower = name.lower()
-            if lower == b"content-encoding":
-                encoding = value.decode("latin-1")
-            elif lower == b"content-type":
-                ctype = value.decode("latin-1")
-        return BodyDecoder(encoding, ctype, self._limits)
+    def _decoder_for(self, headers: dict[str, str]) -> BodyDecoder:
+        return BodyDecoder(
+            headers.get("content-encoding", ""), headers.get("content-type"), self._limits
+        )
 
-    def _payload(self, side: _Side, start_line: int) -> Payload:
-        headers: dict[str, str] = {}
+    def _payload(self, side: Side, start_line: int) -> Payload:
+        headers = side.hdict
         trailer = 0
-        for i, (raw_name, raw_value) in enumerate(side.headers):
-            name = raw_name.decode("latin-1").lower()
-            value = raw_value.decode("latin-1")
-            if i >= side.n_head:
-                trailer += len(raw_name) + len(raw_value) + 4
-            old = headers.get(name)
-            if old is None:
-                headers[name] = value
-            else:
-                headers[name] = old + ("\n" if name == "set-cookie" else ", ") + value
-        body: RenderedBody = side.body.finish() if side.body is not None else EMPTY_BODY
+        if len(side.headers) > side.n_head:  # trailers after a chunked body
+            headers, trailer = _header_dict(side.headers[side.n_head :], dict(headers))
+            trailer -= 2  # their blank line is counted in the last chunk's framing
+        body: RenderedBody = EMPTY_BODY
+        if side.body is not None:
+            body = side.body.finish()
+        elif side.seen:
+            body = render_identity(
+                side.raw, side.seen, headers.get("content-type"), self._limits.body_limit
+            )
         size = start_line + side.head_size + side.body_wire + side.chunk_overhead + trailer
-        version = side.parser.get_http_version() if side.parser is not None else "1.1"
-        return Payload(
+        side.accounted += size
+        version = side.parser.get_http_version()
+        side.last_payload = payload = Payload(
             size,
             headers,
             body.body,
             body.body_size,
             body.truncated,
             body.encoding,
-            "HTTP/" + version,
+            _VERSIONS.get(version) or "HTTP/" + version,
             None,
             None,
             body.info,
         )
+        return payload
 
-    def _message_done(self, side: _Side) -> None:
-        self._messages += 1
-        if side.direction == CLIENT:
-            self._request_done(side)
-        else:
-            self._response_done(side)
-
-    def _request_done(self, side: _Side) -> None:
+    def _request_done(self, side: Side) -> None:
         parser = side.parser
         # Until the target starts the method may not be parsed yet (message cut short).
-        method = parser.get_method().decode("ascii", "replace") if side.text else ""
+        method = ""
+        if side.text:
+            raw = parser.get_method()
+            method = _METHOD_NAMES.get(raw) or raw.decode("ascii", "replace")
         path = b"".join(side.text).decode("latin-1")
         payload = self._payload(side, len(method) + 12)
-        held = bool(method) and (parser.should_upgrade() or method == "CONNECT")
+        if self._early is not None:  # the server answered before this request was complete
+            resp_ts, status, resp_payload, resp_flags = self._early
+            self._early = None
+            self._messages += 1
+            self._out.append(
+                Exchange(
+                    "http",
+                    side.msg_ts,
+                    resp_ts,
+                    method,
+                    path,
+                    status,
+                    summary_of(method, path, status),
+                    payload,
+                    resp_payload,
+                    [*side.flags, *resp_flags, "early-response"],
+                )
+            )
+            return
+        held = method == "CONNECT" or ("upgrade" in side.hdict and parser.should_upgrade())
+        self._messages += 1
         self._pending.append((side.msg_ts, method, path, payload, side.flags, held))
         if method in _BODYLESS:
             self._bodyless += 1
         if len(self._pending) > self._limits.max_pending_messages:
             self._no_response(self._pop())
 
-    def _response_done(self, side: _Side) -> None:
+    def _response_done(self, side: Side) -> None:
+        self._messages += 1
         code = side.parser.get_status_code()
         status = code if code else None  # None: the status line was cut short
         if 100 <= code < 200 and code != 101:
             if len(self._informational) < 16:
                 self._informational.append(code)
+            side.accounted += 15 + side.head_size
             return
         payload = self._payload(side, 15)  # "HTTP/1.1 200 " + CRLF; the reason is in head_size
         if self._informational:
@@ -480,6 +416,10 @@ class Http1Dissector:
         elif request is not None and request[5]:
             self._release_held()
         if request is None:
+            client = self._sides[CLIENT]
+            if upgrade is None and client.mode == PARSE and client.begun and not client.in_head:
+                self._early = (side.msg_ts, status, payload, side.flags)
+                return
             self._out.append(
                 Exchange(
                     "http",
@@ -539,14 +479,50 @@ class Http1Dissector:
     def _release_held(self) -> None:
         """The server did not switch protocols: parse the client bytes held back."""
         client = self._sides[CLIENT]
-        if client.mode != _HELD:
+        if client.mode != HELD:
             return
         held, client.held = client.held, b""
         if client.held_gap:
             client.held_gap = False
-            client.mode = _SYNC
-            client.sync_buf = b""
+            client.mode = SYNC
+            client.sync_buf.clear()
         else:
             client.new_parser()
         if held:
             self._slow(client, held)
+
+
+def _header_dict(
+    raw: list[tuple[bytes, bytes]], into: dict[str, str]
+) -> tuple[dict[str, str], int]:
+    """Lower-case names -> values (repeats joined), and the block's size on the wire."""
+    if not raw:
+        return into, 2
+    names, values = zip(*raw, strict=False)
+    # One decode per block: NUL cannot appear in names or values (the parser refuses it).
+    joined_names = b"\0".join(names)
+    joined_values = b"\0".join(values)
+    size = len(joined_names) + len(joined_values) + 2 * len(raw) + 4
+    keys = joined_names.decode("latin-1").lower().split("\0")
+    texts = joined_values.decode("latin-1").split("\0")
+    if not into:
+        simple = dict(zip(keys, texts, strict=False))
+        if len(simple) == len(keys):  # no repeated names: the common case
+            return simple, size
+    for key, text in zip(keys, texts, strict=False):
+        old = into.get(key)
+        into[key] = text if old is None else old + ("\n" if key == "set-cookie" else ", ") + text
+    return into, size
+
+
+def _reconcile(side: Side) -> None:
+    """The parser is between messages: every byte fed so far belongs to a finished message.
+
+    Sizes are rebuilt from the parsed pieces; whatever the rebuild missed (extra spaces, chunk
+    extensions, a status line without reason, blank lines between messages) is given to the
+    last message finished, which has not left the dissector yet, so totals are exact."""
+    last = side.last_payload
+    if last is not None:
+        last.size += side.fed - side.accounted
+        side.last_payload = None
+    side.fed = side.accounted = 0

@@ -1,10 +1,11 @@
-"""Stats buckets and the service map, computed from plain rows (no SQL, no I/O here).
+"""Stats buckets and the service map, computed from plain rows (no I/O here).
 
 `buckets(rows, bucket_s)` takes `(ts, group, elapsed_us, answered, error)` rows;
-`service_map(rows)` takes `(src key parts, dst key parts, protocol, elapsed_us, answered,
-error)` rows (see `NODE_COLUMNS`).  Both are fed by the store, which bounds how many rows
-it reads; memory here is one int per answered row (for the percentiles) plus one record per
-bucket/edge.
+`service_map(rows)` takes `(source node key, target node key, protocol, elapsed_us,
+answered, error)` rows whose node keys SQLite computes with the `NODE_COLUMNS` select list
+(one string per endpoint, so grouping costs one dict lookup per row).  The store bounds how
+many rows it feeds in; memory here is one int per answered row (for the percentiles) plus
+one record per bucket/edge.
 
 Percentiles are nearest-rank over the answered rows of a bucket or edge: the p-th
 percentile of n sorted values is the value at rank ceil(p/100 * n); None when no row of the
@@ -22,17 +23,27 @@ from pilotfish.store.base import Bucket, MapEdge, MapNode, ServiceMap
 BucketRow = tuple[float, str, int, int, int]
 """(timestamp, group, elapsed_us, answered 0/1, error 0/1)"""
 
-Side = tuple[str, str, str, str, str]
-"""(namespace, service, pod, name, ip) of one endpoint."""
+MapRow = tuple[str, str, str, int, int, int]
+"""(source node key, target node key, protocol, elapsed_us, answered 0/1, error 0/1)"""
 
-MapRow = tuple[str, str, str, str, str, str, str, str, str, str, str, int, int, int]
-"""src Side + dst Side + (protocol, elapsed_us, answered, error)."""
+_SEP: Final = "\x1f"
+
+
+def _node_key_sql(side: str) -> str:
+    """SQL for an endpoint's node key "kind<US>namespace<US>name" (see `node_from_key`)."""
+    sep = " || char(31) || "
+    return (
+        f"CASE WHEN {side}_service <> '' THEN 'service'{sep}{side}_namespace{sep}{side}_service "
+        f"WHEN {side}_pod <> '' THEN 'pod'{sep}{side}_namespace{sep}{side}_pod "
+        f"WHEN {side}_name <> '' THEN 'external'{sep}{side}_namespace{sep}{side}_name "
+        f"ELSE 'address'{sep}''{sep}{side}_ip END"
+    )
+
 
 NODE_COLUMNS: Final = (
-    "src_namespace, src_service, src_pod, src_name, src_ip, "
-    "dst_namespace, dst_service, dst_pod, dst_name, dst_ip, "
-    "protocol, elapsed, answered, error"
+    f"{_node_key_sql('src')}, {_node_key_sql('dst')}, protocol, elapsed, answered, error"
 )
+"""The SELECT list that produces `MapRow`s from the entry table."""
 
 
 def percentile(ordered: list[int], p: float) -> float | None:
@@ -90,45 +101,35 @@ def buckets(rows: Iterable[BucketRow], bucket_s: float) -> list[Bucket]:
     return out
 
 
-def node_of(side: Side) -> MapNode:
-    """The service-map node of an endpoint: service, else pod, else name, else address."""
-    namespace, service, pod, name, ip = side
-    if service:
-        return MapNode(_qualified(namespace, service), service, namespace, "service")
-    if pod:
-        return MapNode(_qualified(namespace, pod), pod, namespace, "pod")
-    if name:
-        return MapNode(_qualified(namespace, name), name, namespace, "external")
-    return MapNode(ip, ip, "", "external")
+def node_from_key(key: str) -> MapNode:
+    """The node of a key: a service, else a pod, else a name, else the bare address."""
+    kind, namespace, name = key.split(_SEP, 2)
+    if kind == "address":
+        return MapNode(name, name, "", "external")
+    node_id = f"{namespace}/{name}" if namespace else name
+    return MapNode(node_id, name, namespace, kind)
 
 
 def service_map(rows: Iterable[MapRow]) -> ServiceMap:
     """Nodes and edges (source -> target per protocol) with counts, errors, p50/p95."""
-    nodes: dict[Side, MapNode] = {}
     edges: dict[tuple[str, str, str], _Acc] = {}
-    for row in rows:
-        src: Side = row[0:5]
-        dst: Side = row[5:10]
-        protocol, elapsed, answered, error = row[10], row[11], row[12], row[13]
-        src_node = nodes.get(src)
-        if src_node is None:
-            src_node = nodes[src] = node_of(src)
-        dst_node = nodes.get(dst)
-        if dst_node is None:
-            dst_node = nodes[dst] = node_of(dst)
-        key = (src_node.id, dst_node.id, protocol)
+    for source, target, protocol, elapsed, answered, error in rows:
+        key = (source, target, protocol)
         acc = edges.get(key)
         if acc is None:
             acc = edges[key] = _Acc()
         acc.add(elapsed, answered, error)
-    unique = {n.id: n for n in nodes.values()}
+    nodes: dict[str, MapNode] = {}
     out_edges = []
-    for (source, target, protocol), acc in sorted(edges.items()):
+    for (source, target, protocol), acc in edges.items():
+        src, dst = node_from_key(source), node_from_key(target)
+        nodes[src.id] = src
+        nodes[dst.id] = dst
         ordered = acc.ordered()
         out_edges.append(
             MapEdge(
-                source=source,
-                target=target,
+                source=src.id,
+                target=dst.id,
                 protocol=protocol,
                 count=acc.count,
                 errors=acc.errors,
@@ -136,8 +137,5 @@ def service_map(rows: Iterable[MapRow]) -> ServiceMap:
                 p95_us=percentile(ordered, 95),
             )
         )
-    return ServiceMap(nodes=[unique[k] for k in sorted(unique)], edges=out_edges)
-
-
-def _qualified(namespace: str, name: str) -> str:
-    return f"{namespace}/{name}" if namespace else name
+    out_edges.sort(key=lambda e: (e.source, e.target, e.protocol))
+    return ServiceMap(nodes=[nodes[k] for k in sorted(nodes)], edges=out_edges)

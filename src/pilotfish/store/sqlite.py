@@ -4,7 +4,8 @@
 `add()`s entries and `commit()`s (at least once a second; `add` also commits by itself when
 its buffer holds more than `max_buffer` entries, more than 1/32 of the limit in bytes, or
 entries older than `commit_interval` seconds by the injected clock).  Other processes open
-the same file with `reader=True` and query while it is written (WAL: readers never block
+the same file with `reader=True` (creating the empty store if they come first) and query
+while it is written (WAL: readers never block
 the writer nor see a half-written batch).  Crash safety: WAL with synchronous=NORMAL, so a
 killed process loses at most what it had not committed.
 
@@ -45,6 +46,7 @@ MAX_LIMIT: Final = 10_000
 MAX_SCAN: Final = 200_000
 MAX_AGGREGATE: Final = 1_000_000
 SCAN_CHUNK: Final = 2_000
+CACHE_KIB: Final = 32 * 1024  # page cache of the writing connection
 _PAGE_SIZE: Final = 4096
 _MIN_LIMIT: Final = 1 << 20
 _EVERYTHING: Final = SqlWhere("1", [], True)
@@ -77,7 +79,7 @@ class SqliteStore:
         self._max_limit = max_limit
         self._max_scan = max_scan
         self._max_aggregate = max_aggregate
-        self._wal_budget = max(storage_limit // 8, 64 * 1024)
+        self._wal_budget = max(min(storage_limit // 8, 16 * 1024 * 1024), 64 * 1024)
         self._batch_bytes = max(storage_limit // 32, 16 * 1024)
         self._db_budget = storage_limit - self._wal_budget - 4 * self._batch_bytes
         self._pending: list[tuple[Any, ...]] = []
@@ -86,14 +88,21 @@ class SqliteStore:
         self._counters = {"added": 0, "committed": 0, "evicted": 0, "evictions": 0, "scanned": 0}
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
         self._db.execute(SQLITE_SETUP)
-        if not reader:
-            self._setup_writer()
+        if not reader or not self._has_table():
+            self._setup_writer()  # a reader that comes first creates the same empty store
+
+    def _has_table(self) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'entries'"
+        ).fetchone()
+        return row is not None
 
     def _setup_writer(self) -> None:
         db = self._db
         db.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
+        db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         db.execute(f"PRAGMA wal_autocheckpoint = {max(self._wal_budget // _PAGE_SIZE // 2, 16)}")
         db.execute(f"PRAGMA journal_size_limit = {self._wal_budget // 2}")
         for statement in schema.SCHEMA:
@@ -180,13 +189,18 @@ class SqliteStore:
         limit = max(0, min(limit, self._max_limit))
         upper = _cursor(before)
         lower = _cursor(after)
-        top = self._top()
-        hi = top if upper is None else min(upper - 1, top)
-        lo = 0 if lower is None else lower + 1
         ascending = after is not None and before is None
         seqs: list[int] = []
         entries: list[Entry] = []
-        stop, exhausted = self._scan(query, lo, hi, ascending, limit, seqs, entries)
+        self._db.execute("BEGIN")  # one snapshot: `top` and the rows agree
+        try:
+            top = self._top()
+            hi = top if upper is None else min(upper - 1, top)
+            lo = 0 if lower is None else lower + 1
+            bounded = upper is not None or lower is not None
+            stop, exhausted = self._scan(query, lo, hi, ascending, limit, seqs, entries, bounded)
+        finally:
+            self._db.execute("COMMIT")
         if ascending:
             seqs.reverse()
             entries.reverse()
@@ -207,6 +221,7 @@ class SqliteStore:
         limit: int,
         seqs: list[int],
         entries: list[Entry],
+        bounded: bool = True,
     ) -> tuple[int, bool]:
         """Fill seqs/entries; return (cursor where the scan stopped, range exhausted)."""
         where = _where(query)
@@ -217,7 +232,17 @@ class SqliteStore:
             f"ORDER BY seq {order} LIMIT ?"
         )
         if where.exact:
-            rows = self._db.execute(sql, [lo, hi, *where.params, limit]).fetchall()
+            # seqs first (an index can answer without touching blobs), then their blobs:
+            # the sorter never carries blobs when an index range must be re-ordered by seq.
+            # Without a cursor the seq range is the whole table (one snapshot): leaving it
+            # out lets the planner pick the filter's index instead of the rowid range.
+            bounds, params = ("seq >= ? AND seq <= ? AND ", [lo, hi]) if bounded else ("", [])
+            exact_sql = (
+                "SELECT seq, blob FROM entries WHERE seq IN (SELECT seq FROM entries "
+                f"WHERE {bounds}{where.clause} ORDER BY seq {order} LIMIT ?) "
+                f"ORDER BY seq {order}"
+            )
+            rows = self._db.execute(exact_sql, [*params, *where.params, limit]).fetchall()
             for seq, blob in rows:
                 seqs.append(seq)
                 entries.append(decode(blob))

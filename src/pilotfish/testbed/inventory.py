@@ -92,7 +92,9 @@ def decode(data: bytes) -> Inventory:
     return msgspec.json.decode(data, type=Inventory)
 
 
-def _meta(name: str, namespace: str | None = None, labels: dict[str, str] | None = None) -> dict[str, Any]:
+def _meta(
+    name: str, namespace: str | None = None, labels: dict[str, str] | None = None
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name}
     if namespace is not None:
         meta["namespace"] = namespace

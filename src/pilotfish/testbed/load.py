@@ -33,7 +33,7 @@ class LoadResult:
     per_target: dict[str, dict[str, int]]
 
 
-def check_targets(testbed: Testbed, targets: Sequence[str]) -> list[str]:
+def check_targets(subnet: ipaddress.IPv4Network, targets: Sequence[str]) -> list[str]:
     """The targets as given, after checking each points into the testbed subnet."""
     checked = []
     for url in targets:
@@ -42,8 +42,8 @@ def check_targets(testbed: Testbed, targets: Sequence[str]) -> list[str]:
             addr = ipaddress.ip_address(host)
         except ValueError as exc:
             raise ValueError(f"load target {url!r}: host must be a testbed IP address") from exc
-        if addr not in testbed.subnet:
-            raise ValueError(f"load target {url!r} is outside the testbed subnet {testbed.subnet}")
+        if addr not in subnet:
+            raise ValueError(f"load target {url!r} is outside the testbed subnet {subnet}")
         checked.append(url)
     return checked
 
@@ -58,7 +58,7 @@ def spawn_load(
 ) -> subprocess.Popen[bytes]:
     """Start the bounded loop in the background; its JSON result arrives on stdout."""
     spec = {
-        "targets": check_targets(testbed, targets),
+        "targets": check_targets(testbed.subnet, targets),
         "requests": requests,
         "duration_s": duration_s,
         "pause_s": pause_s,

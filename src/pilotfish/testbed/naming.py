@@ -140,7 +140,7 @@ def remove(left: Leftovers, state_dir: Path = STATE_DIR) -> list[str]:
     for ns in left.namespaces:
         kill_pids(iproute.netns_pids(ns))
     # Host veths first (each takes its namespaced peer along), the bridge last.
-    links = sorted(left.links, key=lambda name: name.endswith("br"))
+    links = left.links
     results = [iproute.delete_link(link) for link in links if not link.endswith("br")]
     results += [iproute.delete_netns(ns) for ns in left.namespaces]
     results += [iproute.delete_link(link) for link in links if link.endswith("br")]
@@ -150,9 +150,7 @@ def remove(left: Leftovers, state_dir: Path = STATE_DIR) -> list[str]:
     return errors
 
 
-def cleanup_stale(
-    prefix_pattern: str = DEFAULT_PATTERN, state_dir: Path = STATE_DIR
-) -> list[str]:
+def cleanup_stale(prefix_pattern: str = DEFAULT_PATTERN, state_dir: Path = STATE_DIR) -> list[str]:
     """Remove leftovers of testbeds whose owner died; returns the prefixes cleaned.
 
     `prefix_pattern` is a regular expression for the prefix part of the names.

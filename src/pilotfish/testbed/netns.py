@@ -52,6 +52,8 @@ class Pod:
 class Testbed:
     """A bridge plus pods; use as a context manager so `close()` always runs."""
 
+    __test__ = False  # not a pytest test class despite the name
+
     def __init__(
         self,
         prefix: str | None = None,
@@ -226,4 +228,3 @@ class Testbed:
     def _check_open(self) -> None:
         if self._closed:
             raise TestbedError(f"testbed {self.prefix} is closed")
-

@@ -33,7 +33,9 @@ def dns_query(qid: int, name: str, qtype: int = 1) -> bytes:
     labels = b"".join(
         bytes([len(part)]) + part.encode("ascii") for part in name.strip(".").split(".") if part
     )
-    return _DNS_HEADER.pack(qid, 0x0100, 1, 0, 0, 0) + labels + b"\x00" + struct.pack("!HH", qtype, 1)
+    return (
+        _DNS_HEADER.pack(qid, 0x0100, 1, 0, 0, 0) + labels + b"\x00" + struct.pack("!HH", qtype, 1)
+    )
 
 
 def dns_ready(host: str, port: int, name: str = "probe.pilotfish.test") -> bool:
