@@ -1,12 +1,21 @@
-"""`make bench`: every benchmark suite, each printing a table with ratios to its peers."""
+"""`make bench`: every benchmark suite, each printing a table with ratios to its peers.
+
+`python -m bench` runs them all; `python -m bench read store` runs the named ones.
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
-from bench import read_throughput
+from bench import bench_afpacket, bench_decode, read_throughput, store_query
 
-SUITES = {"read": read_throughput.run}
+SUITES: dict[str, Callable[[], str]] = {
+    "decode": bench_decode.run,
+    "ring": bench_afpacket.run,
+    "read": read_throughput.run,
+    "store": store_query.run,
+}
 
 
 def main(argv: list[str]) -> int:

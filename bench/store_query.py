@@ -19,7 +19,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 import msgspec
 
@@ -113,7 +115,7 @@ class SegmentLog:
         self._decode = msgspec.msgpack.Decoder(Entry).decode
         self._index: list[tuple[int, int]] = []  # (segment number, offset) per record
         self._files: list[Path] = []
-        self._out = None  # type: ignore[var-annotated]
+        self._out: BinaryIO | None = None
         self._offset = 0
 
     def add(self, batch: list[Entry]) -> None:
@@ -213,7 +215,7 @@ def run(count: int = ENTRIES) -> str:
         )
         for text in FILTERS:
             query = compile_query(text) if text else None
-            p50, p99, n = _timed(lambda q=query: store.query(q, limit=100), 50, 4.0)
+            p50, p99, n = _timed(partial(store.query, query, 100), 50, 4.0)
             rows.append([f"sqlite: query({text or '<empty>'})", "", f"{p50:.1f}", f"{p99:.1f}", n])
         p50, p99, n = _timed(_pager(store), 50, 4.0)
         rows.append(["sqlite: paging before= (limit 100)", "", f"{p50:.1f}", f"{p99:.1f}", n])
@@ -238,7 +240,7 @@ def run(count: int = ENTRIES) -> str:
         )
         for text in FILTERS:
             query = compile_query(text) if text else None
-            p50, p99, n = _timed(lambda q=query: log.query(q), 3, 3.0)
+            p50, p99, n = _timed(partial(log.query, query), 3, 3.0)
             rows.append(
                 [f"segment log: query({text or '<empty>'})", "", f"{p50:.1f}", f"{p99:.1f}", n]
             )

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from pilotfish.capture.pcapfile import PcapFileSource
 from pilotfish.model import Frame
-from pilotfish.store.base import StreamRef
+from pilotfish.store.base import PacketSpool, StreamRef
 from pilotfish.store.spool import PcapSpool
 from tests.decode.frames import DST4, DST6, SRC4, SRC6, ethernet, ipv4, ipv6, sll2, tcp, udp
 
@@ -211,3 +211,18 @@ def test_export_equals_a_plain_filter(
     assert count == len(expected)
     assert sorted(got, key=lambda f: f[0]) == got
     assert sorted(got) == sorted(expected)
+
+
+def test_frames_a_pcap_cannot_hold_are_skipped_and_counted(tmp_path: Path) -> None:
+    spool = PcapSpool(tmp_path, 64 * 1024 * 1024, margin=0.0)
+    good = tcp_frame(T0, 1111)
+    spool.write([(-1.0, *good[1:]), (float("nan"), *good[1:]), (2.0**33, *good[1:]), good])
+    assert spool.counters()["rejected"] == 3 and spool.counters()["frames"] == 1
+    assert spool.export([ref(1111, T0, T0)], io.BytesIO()) == 1
+
+
+def test_it_is_a_packet_spool(tmp_path: Path) -> None:
+    spool: PacketSpool = PcapSpool(tmp_path, 64 * 1024 * 1024)  # mypy checks the contract
+    spool.write([tcp_frame(T0, 1111)])
+    assert spool.size_bytes() > 24
+    spool.close()

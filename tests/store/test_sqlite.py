@@ -20,6 +20,7 @@ from pilotfish.model import Entry
 from pilotfish.query import compile_query
 from pilotfish.query.fields import FIELDS
 from pilotfish.store import schema
+from pilotfish.store.base import EntryStore
 from pilotfish.store.sqlite import SqliteStore
 from tests.query.strategies import combine, entries, literal, small_ints, sql_atoms, texts
 from tests.store.entries import T0, make
@@ -188,6 +189,33 @@ def test_paging_an_inexact_filter_with_a_bounded_scan(tmp_path: Path) -> None:
     assert s.counters()["scanned"] == 50
     _page_through(s, 'path.matches("3$")', 10, iter(range(500, 10_000)))
     s.close()
+
+
+@given(
+    existing=st.integers(0, 120),
+    limit=st.integers(1, 40),
+    max_scan=st.integers(1, 300),
+    text=st.sampled_from(("", "status_code >= 500", 'path.matches("[05]$")', "http")),
+)
+def test_paging_never_duplicates_or_skips(
+    existing: int, limit: int, max_scan: int, text: str
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        s = SqliteStore(Path(tmp) / "e.db", 64 * MIB, max_scan=max_scan)
+        s.add(
+            [
+                make(
+                    i,
+                    status=500 if i % 3 == 0 else 200,
+                    path=f"/{i}",
+                    protocol="http" if i % 4 else "dns",
+                )
+                for i in range(existing)
+            ]
+        )
+        s.commit()
+        _page_through(s, text, limit, iter(range(existing, existing + 10_000)))
+        s.close()
 
 
 # --- pushdown agrees with the predicate ---------------------------------------------------
@@ -367,3 +395,20 @@ def test_a_reader_that_comes_first_creates_the_empty_store(tmp_path: Path) -> No
     assert ids(reader.query(None).entries) == ["n-1"]
     writer.close()
     reader.close()
+
+
+def test_unstorable_entries_are_skipped_and_counted(store: SqliteStore) -> None:
+    store.add([make(1), make(2, path="\ud800"), make(3, status=2**70), make(4, status=2**63)])
+    store.add([make(5)])
+    store.commit()
+    assert ids(store.query(None).entries) == ["n-5", "n-1"]
+    counters = store.counters()
+    assert counters["rejected"] == 3 and counters["committed"] == 2
+
+
+def test_it_is_an_entry_store(tmp_path: Path) -> None:
+    s: EntryStore = SqliteStore(tmp_path / "e.db", 64 * MIB)  # mypy checks the contract
+    s.add([make(1)])
+    s.commit()
+    assert s.size_bytes() > 0
+    s.close()

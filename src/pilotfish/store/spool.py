@@ -9,6 +9,9 @@ traffic is indexed by its inner flow).  A segment is closed, and its index saved
 limit) or when the link type changes.  On open, existing segments are kept; a segment
 without an index (the process died) has it rebuilt from the file.
 
+Frames whose timestamp a pcap record cannot hold (negative, NaN, past 2106) are skipped and
+counted (`rejected`).
+
 Bounds: the segments and indexes together stay under `limit` bytes; the oldest segment is
 deleted first (`counters()["dropped_segments"]`).  Frames longer than the snaplen (256 KiB)
 are cut to it.  The index holds one key per flow per segment.
@@ -43,6 +46,7 @@ SEGMENT_BYTES: Final = 8 * 1024 * 1024
 _PCAP_HEADER: Final = 24
 _RECORD_HEADER: Final = 16
 _LINKTYPE_ETHERNET: Final = 1
+_MAX_TS: Final = float(1 << 32)
 _TRANSPORTS: Final = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}
 
 FlowKey = tuple[bytes, int, bytes, int, int]
@@ -114,7 +118,9 @@ class PcapSpool:
         self._closed: list[_Segment] = []
         self._current: _Segment | None = None
         self._writer: PcapWriter | None = None
-        self._counters = {"frames": 0, "dropped_segments": 0, "exported": 0, "export_skipped": 0}
+        self._counters = dict.fromkeys(
+            ("frames", "rejected", "dropped_segments", "exported", "export_skipped"), 0
+        )
         self._recover()
 
     # --- writing ------------------------------------------------------------------------
@@ -127,6 +133,9 @@ class PcapSpool:
             if segment is None or segment.index.linktype != linktype:
                 segment = self._roll(linktype)
             assert self._writer is not None
+            if not 0 <= ts < _MAX_TS:  # NaN too: a pcap record cannot hold it
+                self._counters["rejected"] += 1
+                continue
             self._writer.write(ts, data, wirelen)
             index = segment.index
             if index.frames == 0 or ts < index.first_ts:
@@ -246,7 +255,8 @@ class PcapSpool:
         return total + (0 if self._current is None else self._current.size)
 
     def counters(self) -> dict[str, int]:
-        """frames (written), dropped_segments, exported, export_skipped."""
+        """frames (written), rejected (timestamps a pcap cannot hold), dropped_segments,
+        exported, export_skipped."""
         return dict(self._counters)
 
     def close(self) -> None:

@@ -22,6 +22,8 @@ Bounds (see docs/store.md):
   match or `max_scan` rows (200,000) were examined; the page then carries the cursor where
   the scan stopped, so a client continues from there.  Aggregates (`stats`, `servicemap`,
   `streams`) read at most `max_aggregate` rows (1,000,000) when exact, `max_scan` otherwise.
+- Bad input: an entry that cannot be stored (text with lone surrogates, integers past 64
+  bits) is skipped and counted in `counters()["rejected"]`; the rest of its batch is kept.
 - Cursors are decimal row sequence numbers, opaque to clients; a malformed one is a
   ValueError.  Entries are returned newest first (insertion order, which is request
   timestamp order when the pipeline's reorder buffer keeps up).
@@ -37,6 +39,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec
+
 from pilotfish.model import Entry
 from pilotfish.query.sql import SQLITE_SETUP, SqlWhere
 from pilotfish.store import aggregate, schema
@@ -50,6 +54,9 @@ CACHE_KIB: Final = 32 * 1024  # page cache of the writing connection
 _PAGE_SIZE: Final = 4096
 _MIN_LIMIT: Final = 1 << 20
 _EVERYTHING: Final = SqlWhere("1", [], True)
+# what binding a row can raise: text that is not UTF-8 (lone surrogates), ints past 64 bits
+_UNENCODABLE: Final = (UnicodeEncodeError, OverflowError, msgspec.EncodeError)
+_BAD_ROW: Final = (UnicodeEncodeError, OverflowError, sqlite3.InterfaceError, sqlite3.DataError)
 _STREAM_COLUMNS: Final = "stream, src_ip, src_port, dst_ip, dst_port, transport, ts, elapsed"
 
 
@@ -85,7 +92,9 @@ class SqliteStore:
         self._pending: list[tuple[Any, ...]] = []
         self._pending_bytes = 0
         self._pending_since = 0.0
-        self._counters = {"added": 0, "committed": 0, "evicted": 0, "evictions": 0, "scanned": 0}
+        self._counters = dict.fromkeys(
+            ("added", "committed", "rejected", "evicted", "evictions", "scanned"), 0
+        )
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
         self._db.execute(SQLITE_SETUP)
         if not reader or not self._has_table():
@@ -120,7 +129,11 @@ class SqliteStore:
             self._pending_since = self._clock()
         row_of = schema.row_of
         for entry in entries:
-            row = row_of(entry)
+            try:
+                row = row_of(entry)
+            except _UNENCODABLE:
+                self._counters["rejected"] += 1
+                continue
             self._pending.append(row)
             self._pending_bytes += len(row[-1]) + 128
             if self._pending_bytes >= self._batch_bytes:
@@ -140,14 +153,32 @@ class SqliteStore:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(schema.INSERT, rows)
+            rejected = self._insert(rows)
             self._evict()
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        self._counters["committed"] += len(rows)
+        self._counters["committed"] += len(rows) - rejected
         self._limit_wal()
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> int:
+        """Insert a batch; if a row cannot be stored, insert one by one and skip the bad."""
+        db = self._db
+        rejected = 0
+        db.execute("SAVEPOINT batch")
+        try:
+            db.executemany(schema.INSERT, rows)
+        except _BAD_ROW:
+            db.execute("ROLLBACK TO batch")
+            for row in rows:
+                try:
+                    db.execute(schema.INSERT, row)
+                except _BAD_ROW:
+                    rejected += 1
+        db.execute("RELEASE batch")
+        self._counters["rejected"] += rejected
+        return rejected
 
     def _evict(self) -> None:
         db = self._db
@@ -362,7 +393,8 @@ class SqliteStore:
         return _file_size(self.path) + _file_size(self._wal_path()) + _file_size(shm)
 
     def counters(self) -> dict[str, int]:
-        """added, committed, evicted (entries), evictions (batches), scanned (rows decoded)."""
+        """added, committed, rejected (unstorable text), evicted (entries), evictions
+        (batches), scanned (rows decoded by Python filters)."""
         return dict(self._counters)
 
     def close(self) -> None:
