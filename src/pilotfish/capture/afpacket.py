@@ -46,6 +46,7 @@ from pilotfish.capture.base import (
 )
 from pilotfish.capture.bpf import DEFAULT_SNAPLEN, BpfError, BpfProgram, compile_filter
 from pilotfish.capture.tpacket import TPACKET_REQ3, TPACKET_V3, RingWalker
+from pilotfish.capture.wakeup import Wakeup
 from pilotfish.model import Frame
 
 NAME: Final = "afpacket"
@@ -141,8 +142,7 @@ class AfPacketSource:
         self._rings: list[_Ring] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
-        self._wake_r = -1
-        self._wake_w = -1
+        self._wakeup = Wakeup()
         self._if_dropped_base = 0
         self._reason = ""
         self._final: CaptureStats | None = None
@@ -159,8 +159,7 @@ class AfPacketSource:
         except BaseException:
             self._release()
             raise
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_w, False)
+        self._wakeup.open()
         self._if_dropped_base = rx_dropped(self._sysfs_names())
         opts = self.options
         fanout = f", fanout group {opts.fanout_group}" if opts.fanout_group is not None else ""
@@ -256,8 +255,8 @@ class AfPacketSource:
         for ring in self._rings:
             by_fd[ring.sock.fileno()] = ring
             poller.register(ring.sock.fileno(), select.POLLIN | select.POLLERR)
-        if self._wake_r >= 0:
-            poller.register(self._wake_r, select.POLLIN)
+        if self._wakeup.fd >= 0:
+            poller.register(self._wakeup.fd, select.POLLIN)
         while not self._closing.is_set():
             produced = False
             for ring in self._rings:
@@ -326,9 +325,7 @@ class AfPacketSource:
     def close(self) -> None:
         self._closing.set()
         with self._lock:
-            if self._wake_w >= 0:
-                with contextlib.suppress(OSError):
-                    os.write(self._wake_w, b"x")
+            self._wakeup.wake()
             if self._final is None and self._rings:
                 self._final = self._collect()
             self._release()
@@ -338,10 +335,7 @@ class AfPacketSource:
             ring.mapping.close()
             ring.sock.close()
         self._rings = []
-        for fd in (self._wake_r, self._wake_w):
-            if fd >= 0:
-                os.close(fd)
-        self._wake_r = self._wake_w = -1
+        self._wakeup.release()
 
     def _sysfs_names(self) -> list[str]:
         names = [ring.interface for ring in self._rings if ring.interface != ANY]

@@ -19,7 +19,6 @@ failed `pfring_recv` calls are counted in `extra["recv_errors"]`.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -38,6 +37,7 @@ from pilotfish.capture.base import (
     SourceError,
     SourceUnavailable,
 )
+from pilotfish.capture.wakeup import Wakeup
 from pilotfish.model import Frame
 
 NAME: Final = "pfring"
@@ -144,8 +144,7 @@ class PfRingSource:
         self._rings: list[_Ring] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
-        self._wake_r = -1
-        self._wake_w = -1
+        self._wakeup = Wakeup()
         self._received = 0
         self._bytes = 0
         self._bad = 0
@@ -162,8 +161,7 @@ class PfRingSource:
         except BaseException:
             self._release()
             raise
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_w, False)
+        self._wakeup.open()
         self._reason = f"libpfring on {','.join(devices)}"
 
     def _open_ring(self, lib: ctypes.CDLL, device: str) -> _Ring:
@@ -193,8 +191,8 @@ class PfRingSource:
         for ring in self._rings:
             if ring.fd >= 0:
                 poller.register(ring.fd, select.POLLIN)
-        if self._wake_r >= 0:
-            poller.register(self._wake_r, select.POLLIN)
+        if self._wakeup.fd >= 0:
+            poller.register(self._wakeup.fd, select.POLLIN)
         selectable = all(ring.fd >= 0 for ring in self._rings)
         while not self._closing.is_set():
             with self._lock:
@@ -264,9 +262,7 @@ class PfRingSource:
     def close(self) -> None:
         self._closing.set()
         with self._lock:
-            if self._wake_w >= 0:
-                with contextlib.suppress(OSError):
-                    os.write(self._wake_w, b"x")
+            self._wakeup.wake()
             if self._final is None and self._rings:
                 self._final = self._collect()
             self._release()
@@ -275,7 +271,4 @@ class PfRingSource:
         for ring in self._rings:
             ring.lib.pfring_close(ring.handle)
         self._rings = []
-        for fd in (self._wake_r, self._wake_w):
-            if fd >= 0:
-                os.close(fd)
-        self._wake_r = self._wake_w = -1
+        self._wakeup.release()
