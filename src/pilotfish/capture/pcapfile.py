@@ -89,13 +89,19 @@ class ClassicParser:
         self.version = (fields[0], fields[1])
         self.snaplen = fields[4]
         self.linktype = fields[5] & 0xFFFF  # the upper bits carry FCS length information
-        self._limit = self.snaplen if 0 < self.snaplen < MAX_RECORD else MAX_RECORD
+        # Like libpcap, a record longer than the header's snaplen is tolerated (some writers
+        # get the header wrong) and counted; only a length past MAX_RECORD is corruption.
+        self._snaplen = self.snaplen if 0 < self.snaplen < MAX_RECORD else MAX_RECORD
+        self.over_snaplen = 0
         self._record = struct.Struct(order + "IIII")
         self.frames = 0
         self.captured_bytes = 0
 
     def counters(self) -> dict[str, int]:
-        return {"interfaces": 1}
+        extra = {"interfaces": 1}
+        if self.over_snaplen:
+            extra["over_snaplen"] = self.over_snaplen
+        return extra
 
     def parse(self, buf: bytes, off: int, out: list[Frame], room: int) -> int:
         """Consume complete records of `buf` from `off`; append at most `room` frames."""
@@ -103,14 +109,16 @@ class ClassicParser:
         unpack = self._record.unpack_from
         append = out.append
         scale = self._scale
-        limit = self._limit
+        snaplen = self._snaplen
         linktype = self.linktype
         nframes = 0
         nbytes = 0
         while off + _RECORD_LEN <= n and nframes < room:
             sec, frac, cap, orig = unpack(buf, off)
-            if cap > limit:
-                raise CaptureDamage(f"record length {cap} exceeds the limit {limit}", off)
+            if cap > snaplen:
+                if cap > MAX_RECORD:
+                    raise CaptureDamage(f"record length {cap} exceeds the limit {MAX_RECORD}", off)
+                self.over_snaplen += 1
             start = off + _RECORD_LEN
             end = start + cap
             if end > n:
