@@ -12,6 +12,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from pilotfish.testbed.naming import cleanup_stale
 from pilotfish.testbed.netns import Testbed
 
 _OPEN_TIMEOUT_S = 10.0
+_SETTLE_S = 0.3
 
 
 @dataclass
@@ -93,6 +95,7 @@ def run_demo(
                 raise RuntimeError(f"capture failed: {outcome[0].error}")
             load = run_load(tb, cluster.client, cluster.targets(), requests, duration_s)
             log(f"load: {load.sent} requests sent, {load.ok} answered in {load.elapsed_s:.1f}s")
+            time.sleep(_SETTLE_S)  # let the ring hand over its last, partly filled block
             stopper.stop()
             thread.join(timeout=30)
             live_result = outcome[0] if outcome else LiveResult(error="capture did not finish")

@@ -316,3 +316,16 @@ def test_without_cap_net_raw_the_reason_is_exact() -> None:
                "-c", code]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == f"afpacket: {NEEDS_CAP}", result.stderr
+
+
+@pytest.mark.integration
+@root_only
+def test_idle_interface_yields_empty_batches(veth: VethNs) -> None:
+    """With no traffic the source still comes back (empty), so consumers can run timers."""
+    source = AfPacketSource(CaptureOptions(interfaces=[veth.host_if], bpf="udp port 1"))
+    source.open()
+    try:
+        batches = source.batches()
+        assert next(batches) == []
+    finally:
+        source.close()

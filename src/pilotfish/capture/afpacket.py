@@ -274,6 +274,8 @@ class AfPacketSource:
             events = poller.poll(_POLL_MS)
             if self._closing.is_set():
                 return
+            if not events:
+                yield []  # idle: let the consumer run its timers
             for fd, event in events:
                 if event & (select.POLLERR | select.POLLHUP) and fd in by_fd:
                     self._check_socket_error(by_fd[fd])

@@ -62,7 +62,13 @@ class CaptureStats:
 
 @runtime_checkable
 class Source(Protocol):
-    """A packet source.  `batches()` yields lists of frames until the source ends or is closed."""
+    """A packet source.  `batches()` yields lists of frames until the source ends or is closed.
+
+    A live source yields an empty list whenever nothing arrived for one poll interval (at
+    most a quarter of a second), so a consumer can run its timers (release held entries,
+    commit the store) while the network is quiet.  `close()` may be called from another
+    thread or a signal handler; `batches()` then ends promptly.
+    """
 
     name: str
 

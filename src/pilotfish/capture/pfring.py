@@ -203,11 +203,14 @@ class PfRingSource:
                 yield batch
                 continue
             if selectable:
-                poller.poll(_POLL_MS)
+                idle = not poller.poll(_POLL_MS)
             else:
                 with self._lock:
-                    if self._rings:
-                        self._rings[0].lib.pfring_poll(self._rings[0].handle, _POLL_MS)
+                    idle = bool(self._rings) and (
+                        self._rings[0].lib.pfring_poll(self._rings[0].handle, _POLL_MS) <= 0
+                    )
+            if idle and not self._closing.is_set():
+                yield []  # idle: let the consumer run its timers
 
     def _drain(self) -> list[Frame]:
         """Up to MAX_BATCH frames from the rings, without waiting."""
