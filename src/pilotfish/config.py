@@ -52,7 +52,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True):
     flows: FlowLimits = msgspec.field(default_factory=FlowLimits)
     dissect: DissectLimits = msgspec.field(default_factory=DissectLimits)
     reorder_bytes: int = 64 * 1024 * 1024  # completed entries held back to emit in timestamp order
-    storage_limit: int = 500 * 1024 * 1024
+    storage_limit: int = 500 * 1024 * 1024  # entry store (SQLite) bytes per worker
+    spool_limit: int = 256 * 1024 * 1024  # raw packets kept for PCAP export, bytes per worker
 
 
 ENV_PREFIX = "PILOTFISH_"
