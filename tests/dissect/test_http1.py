@@ -584,3 +584,24 @@ def test_byte_by_byte_junk_is_scanned_in_linear_time() -> None:
     d.feed(CLIENT, b"\r\n" + GET, 2.0)
     out = d.feed(SERVER, b"\r\n" + OK, 2.0)
     assert [(e.method, e.status) for e in out] == [("GET", 200)]
+
+
+def test_gap_where_the_answer_starts_marks_the_waiting_request() -> None:
+    """The status line fell into the hole: the request ends up unanswered but marked."""
+    d = Http1Dissector(DissectLimits())
+    assert d.feed(CLIENT, b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n", 1.0) == []
+    assert d.gap(SERVER, 1448, 1.1) == []
+    assert d.feed(SERVER, b"x" * 500, 1.2) == []  # rest of a body: nothing to sync on
+    (ex,) = d.close(2.0)
+    assert (ex.method, ex.path, ex.status) == ("GET", "/big", None)
+    assert ex.flags == ["gap", "no-response"]
+
+
+def test_gap_between_answers_marks_only_the_next_one() -> None:
+    d = Http1Dissector(DissectLimits())
+    d.feed(CLIENT, b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n", 1.0)
+    (first,) = d.feed(SERVER, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 1.1)
+    assert first.flags == []
+    d.gap(SERVER, 10, 1.2)
+    (second,) = d.feed(SERVER, b"HTTP/1.1 204 No Content\r\n\r\n", 1.3)
+    assert (second.path, second.status, second.flags) == ("/b", 204, ["gap"])

@@ -117,6 +117,12 @@ class Http1Dissector:
         side = self._sides[direction]
         side.ts = ts
         out = self._out = []
+        if direction == SERVER and self._pending and not (side.mode == PARSE and side.begun):
+            # the start of an answer may be in the hole: whatever the oldest request gets
+            # (its response or none) is marked
+            first = self._pending[0]
+            if "gap" not in first[4]:
+                self._pending[0] = (*first[:4], (*first[4], "gap"), first[5])
         if side.mode == PARSE and side.begun and not side.in_head:
             remaining = self._body_remaining(side)
             if remaining > 0:
