@@ -20,6 +20,7 @@ Bounds and what is dropped:
 from __future__ import annotations
 
 import base64
+import functools
 import zlib
 from typing import Any, Literal, NamedTuple
 
@@ -47,8 +48,10 @@ _BINARY_CONTROLS = bytes(c for c in range(32) if c not in (9, 10, 12, 13))
 _DELETE_NONE = bytes.maketrans(b"", b"")
 
 
+@functools.lru_cache(maxsize=512)
 def is_textual(content_type: str) -> bool:
-    """Whether a Content-Type names something people read as text."""
+    """Whether a Content-Type names something people read as text (cached: a handful of
+    distinct values recur on every response; the cache is bounded)."""
     ct = content_type.lower()
     return ct.startswith("text/") or any(marker in ct for marker in _TEXT_MARKERS)
 
