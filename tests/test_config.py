@@ -44,3 +44,8 @@ def test_top_level_must_be_mapping(tmp_path: Path) -> None:
     f.write_text("- a\n- b\n")
     with pytest.raises(msgspec.ValidationError, match="mapping"):
         load(f, env={})
+
+
+def test_other_pilotfish_variables_are_not_settings() -> None:
+    s = load(env={"PILOTFISH_PFRING_LIBRARY": "/x/libpfring.so", "PILOTFISH_NODE": "n"})
+    assert s.node == "n"

@@ -79,7 +79,10 @@ def load(
     for key, value in env.items():
         if key.startswith(ENV_PREFIX):
             dotted = key[len(ENV_PREFIX) :].lower().replace("__", ".")
-            _set_dotted(data, dotted, yaml.safe_load(value))
+            # Other PILOTFISH_* variables belong to components (PILOTFISH_PFRING_LIBRARY);
+            # only those naming a settings field are settings.
+            if dotted.split(".")[0] in Settings.__struct_fields__:
+                _set_dotted(data, dotted, yaml.safe_load(value))
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
     return msgspec.convert(data, Settings, strict=False)
