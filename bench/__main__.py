@@ -8,12 +8,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench import bench_afpacket, bench_decode, read_throughput, store_query
+from bench import bench_afpacket, bench_decode, capture_rates, read_throughput, store_query
 
 SUITES: dict[str, Callable[[], str]] = {
     "decode": bench_decode.run,
     "ring": bench_afpacket.run,
     "read": read_throughput.run,
+    "capture": capture_rates.run,
     "store": store_query.run,
 }
 

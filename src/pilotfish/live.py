@@ -5,7 +5,8 @@ CLI calls it from SIGINT/SIGTERM).  Stopping closes the source, which ends its `
 promptly even when no traffic arrives; then the pipeline is flushed and every stage's counters
 are reported.
 
-With `workers > 1`, N processes open the same interfaces in one PACKET_FANOUT group, so the
+With `workers > 1`, N processes open the same interfaces in one PACKET_FANOUT group (with -w
+each writes its own file, NAME.0.pcap, NAME.1.pcap, ...), so the
 kernel splits traffic by flow hash and every flow is seen whole by exactly one process; each
 child runs its own pipeline and sends finished entries (JSON) and its counters to the parent.
 """
@@ -205,8 +206,6 @@ def _run_fanout(
     stopper: Stopper,
     on_open: Callable[[str, list[SourceUnavailable]], None] | None,
 ) -> LiveResult:
-    if options.write is not None:
-        return LiveResult(error="-w writes one file: use it with --workers 1")
     ctx = mp.get_context("fork")
     group = capture.fanout_group if capture.fanout_group is not None else (os.getpid() & 0xFFFF)
     child_capture = replace(capture, fanout_group=group)
@@ -214,7 +213,8 @@ def _run_fanout(
     child_options = replace(options, count=per_child, duration=None)
     conns: list[Connection] = []
     procs = []
-    for _ in range(options.workers):
+    for index in range(options.workers):
+        child_options = replace(child_options, write=_worker_file(options.write, index))
         parent_end, child_end = ctx.Pipe()
         proc = ctx.Process(target=_child, args=(child_capture, child_options, settings, child_end))
         proc.start()
@@ -260,6 +260,14 @@ def _run_fanout(
         merged.summary = _add(merged.summary, r.summary)
     merged.summary["workers"] = len(results)
     return merged
+
+
+def _worker_file(path: Path | None, index: int) -> Path | None:
+    """Each fanout worker writes its own file (NAME.0.pcap, NAME.1.pcap, ...); a device
+    such as /dev/null is shared."""
+    if path is None or (path.exists() and not path.is_file()):
+        return path
+    return path.with_name(f"{path.stem}.{index}{path.suffix or '.pcap'}")
 
 
 def _relay_stop(stopper: Stopper, conns: list[Connection]) -> None:

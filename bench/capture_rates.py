@@ -1,0 +1,211 @@
+"""Live capture at stepped rates: pilotfish's backends beside tcpdump, in the same run.
+
+A namespace of our own sends UDP frames with trafgen (a fixed count per step, at a set rate)
+over a veth pair; each capturer listens on the host end and writes to /dev/null
+(capture-only mode).  For every tool and rate: packets offered, received, dropped,
+CPU seconds per million packets, and the highest rate with zero drops.
+
+Bounded: each step sends STEP_PACKETS frames and is cut after STEP_TIMEOUT_S; everything the
+bench creates (namespace, veth, processes, by PID) is removed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import table
+
+STEP_PACKETS = 200_000
+STEP_TIMEOUT_S = 15.0
+RATES_PPS = (50_000, 100_000, 200_000, 300_000, 450_000)
+SIZES = (64, 1514)
+SETTLE_S = 1.0
+
+
+@dataclass
+class Step:
+    tool: str
+    size: int
+    rate: int
+    offered: int
+    received: int
+    cpu_s: float
+
+    @property
+    def dropped(self) -> int:
+        return max(0, self.offered - self.received)
+
+
+@contextmanager
+def _link() -> Iterator[tuple[str, str, str]]:
+    tag = secrets.token_hex(2)
+    ns, host, peer = f"pfbench{tag}", f"pfbh{tag}", f"pfbp{tag}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(
+            ["ip", "link", "add", host, "type", "veth", "peer", "name", peer], check=True
+        )
+        subprocess.run(["ip", "link", "set", peer, "netns", ns], check=True)
+        for argv in (
+            ["ip", "link", "set", host, "up"],
+            ["ip", "netns", "exec", ns, "ip", "link", "set", peer, "up"],
+        ):
+            subprocess.run(argv, check=True)
+        yield ns, host, peer
+    finally:
+        subprocess.run(["ip", "link", "del", host], check=False, stderr=subprocess.DEVNULL)
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def _trafgen_conf(size: int, directory: Path) -> Path:
+    payload = size - 42  # Ethernet 14 + IPv4 20 + UDP 8
+    conf = directory / f"udp{size}.cfg"
+    conf.write_text(
+        "{ eth(da=02:00:00:00:00:02, sa=02:00:00:00:00:01, type=0x0800),\n"
+        "  ipv4(saddr=192.0.2.1, daddr=192.0.2.2, ttl=64),\n"
+        f"  udp(sport=40000, dport=9), fill(0x41, {payload}) }}\n"
+    )
+    return conf
+
+
+def _send(ns: str, peer: str, conf: Path, rate: int) -> None:
+    subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "trafgen",
+            "--dev",
+            peer,
+            "--conf",
+            str(conf),
+            "-n",
+            str(STEP_PACKETS),
+            "-b",
+            f"{rate}pps",
+            "-P",
+            "1",
+            "-q",
+            "-C",
+        ],
+        check=True,
+        timeout=STEP_TIMEOUT_S + 30,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _capturers(host: str) -> dict[str, list[str]]:
+    py = [sys.executable, "-m", "pilotfish", "capture", "-i", host, "-w", "/dev/null"]
+    return {
+        "tcpdump -w /dev/null": ["tcpdump", "-i", host, "-w", "/dev/null", "-n", "udp"],
+        "tcpdump -B 65536": ["tcpdump", "-i", host, "-B", "65536", "-w", "/dev/null", "-n", "udp"],
+        "pilotfish afpacket": [*py, "--capture", "afpacket", "--bpf", "udp"],
+        "pilotfish afpacket x2": [*py, "--capture", "afpacket", "--bpf", "udp", "--workers", "2"],
+        "pilotfish afxdp": [*py, "--capture", "afxdp", "--bpf", "udp"],
+    }
+
+
+def _received(tool: str, err: str) -> int:
+    if tool.startswith("tcpdump"):
+        m = re.search(r"(\d+) packets captured", err)
+        return int(m.group(1)) if m else 0
+    return sum(int(n) for n in re.findall(r" received=(\d+)", err))
+
+
+def _step(
+    tool: str, argv: Sequence[str], ns: str, peer: str, conf: Path, size: int, rate: int
+) -> Step:
+    proc = subprocess.Popen(
+        list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        time.sleep(SETTLE_S if tool.startswith("tcpdump") else SETTLE_S + 0.5)
+        _send(ns, peer, conf, rate)
+        time.sleep(SETTLE_S)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=STEP_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    cpu = _child_cpu()
+    return Step(tool, size, rate, STEP_PACKETS, _received(tool, err or ""), cpu)
+
+
+_cpu_mark = [0.0]
+
+
+def _child_cpu() -> float:
+    """CPU seconds used by waited-for children since the previous call.  A step's count
+    includes its sender; `run` measures the sender alone at the same rate and subtracts it."""
+    t = os.times()
+    now = t.children_user + t.children_system
+    spent, _cpu_mark[0] = now - _cpu_mark[0], now
+    return spent
+
+
+def run(rates: Sequence[int] = RATES_PPS, sizes: Sequence[int] = SIZES) -> str:
+    if os.geteuid() != 0:
+        return "capture rates: needs root (network namespaces, raw sockets)"
+    steps: list[Step] = []
+    with _link() as (ns, host, peer), tempfile.TemporaryDirectory() as tmp:
+        for size in sizes:
+            conf = _trafgen_conf(size, Path(tmp))
+            for rate in rates:
+                # the sender's own CPU, measured alone, is subtracted from each step
+                _child_cpu()
+                _send(ns, peer, conf, rate)
+                sender = _child_cpu()
+                for tool, argv in _capturers(host).items():
+                    step = _step(tool, argv, ns, peer, conf, size, rate)
+                    step.cpu_s = max(0.0, step.cpu_s - sender)
+                    steps.append(step)
+    rows = []
+    tools = list(dict.fromkeys(s.tool for s in steps))
+    for size in sizes:
+        for tool in tools:
+            mine = [s for s in steps if s.tool == tool and s.size == size]
+            clean = [s.rate for s in mine if s.dropped == 0]
+            for s in mine:
+                rows.append(
+                    [
+                        tool,
+                        size,
+                        f"{s.rate:,}",
+                        s.offered,
+                        s.received,
+                        s.dropped,
+                        f"{s.cpu_s / (s.received or 1) * 1e6:.2f}",
+                        f"{max(clean):,}" if clean else "-",
+                    ]
+                )
+    header = [
+        "capturer",
+        "frame B",
+        "rate pps",
+        "offered",
+        "received",
+        "dropped",
+        "cpu s/Mpkt",
+        "max zero-drop pps",
+    ]
+    return table(
+        f"capture rates: {STEP_PACKETS:,} UDP frames per step over a veth pair", header, rows
+    )
+
+
+if __name__ == "__main__":
+    print(run())
