@@ -95,7 +95,11 @@ class SqliteStore:
         self._counters = dict.fromkeys(
             ("added", "committed", "rejected", "evicted", "evictions", "scanned"), 0
         )
-        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+        # One connection, used by one thread at a time: its owner serialises the calls (the
+        # API runs them all on one dedicated thread), so it may move between threads.
+        self._db = sqlite3.connect(
+            self.path, isolation_level=None, timeout=10.0, check_same_thread=False
+        )
         self._db.execute(SQLITE_SETUP)
         if not reader or not self._has_table():
             self._setup_writer()  # a reader that comes first creates the same empty store
