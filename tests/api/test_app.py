@@ -1,58 +1,27 @@
-"""The API over a real store: every endpoint, bad input as 4xx JSON, the live stream."""
+"""The API over a real store and spool: every endpoint, bad input as 4xx JSON, 500s survived."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from pilotfish.api.app import ApiError, create_app, parse_bucket
+from pilotfish.api.app import create_app
 from pilotfish.api.backend import LocalBackend
-from pilotfish.api.live import LiveFeed
-from pilotfish.store.sqlite import SqliteStore
-from pilotfish.worker import write_stats
+from tests.api.conftest import HTTP_ENTRIES
 from tests.store.entries import make
 
 
 @pytest.fixture
-def backend(tmp_path: Path) -> Iterator[LocalBackend]:
-    store = SqliteStore(tmp_path / "e.db")
-    store.add(
-        [
-            make(
-                i,
-                status=500 if i % 10 == 0 else 200,
-                path="/api/slow" if i % 10 == 0 else "/api/items",
-            )
-            for i in range(50)
-        ]
-    )
-    store.add([make(100, protocol="dns", status="NXDOMAIN", path="x.shop.svc")])
-    store.commit()
-    stats = tmp_path / "stats.json"
-    write_stats(
-        stats,
-        {
-            "capture": {"received": 1234, "dropped": 5, "if_dropped": 1},
-            "pipeline": {
-                "bytes": 99,
-                "entries": {"http": 50, "dns": 1},
-                "dissect_errors": {"http": 2},
-            },
-            "open_flows": 7,
-        },
-    )
-    yield LocalBackend(store, LiveFeed(max_queue=10), stats_path=stats)
-    store.close()
-
-
-@pytest.fixture
 def client(backend: LocalBackend) -> Iterator[TestClient]:
-    with TestClient(create_app(backend)) as c:
+    with TestClient(create_app(backend, static_dir=None)) as c:
         yield c
 
 
@@ -62,6 +31,8 @@ def test_entries_newest_first_with_cursor_paging(client: TestClient) -> None:
     second = client.get("/api/entries", params={"limit": 20, "before": first["older"]}).json()
     ids = [e["id"] for e in first["entries"] + second["entries"]]
     assert len(ids) == len(set(ids)) == 40
+    newer = client.get("/api/entries", params={"after": first["newer"]}).json()
+    assert newer["entries"] == []
 
 
 def test_query_filters_and_errors_point_at_the_column(client: TestClient) -> None:
@@ -72,97 +43,184 @@ def test_query_filters_and_errors_point_at_the_column(client: TestClient) -> Non
     assert bad.status_code == 400
     assert bad.json()["position"] == 8 and "stauts" in bad.json()["error"]
     assert client.get("/api/query/check", params={"q": "dns"}).json() == {"ok": True}
+    check = client.get("/api/query/check", params={"q": "dns &&"})
+    assert check.status_code == 400 and set(check.json()) == {"error", "position"}
 
 
 @pytest.mark.parametrize(
-    "params", [{"limit": "lots"}, {"limit": "-5"}, {"before": "abc"}, {"q": "(" * 100}]
+    ("path", "params"),
+    [
+        ("/api/entries", {"limit": "lots"}),
+        ("/api/entries", {"limit": "1.5"}),
+        ("/api/entries", {"before": "abc"}),
+        ("/api/entries", {"after": "9" * 40}),
+        ("/api/entries", {"q": "(" * 100}),
+        ("/api/entries", {"q": "x" * 10_000}),
+        ("/api/entries", {"lmit": "5"}),
+        ("/api/stats", {"bucket": "soon"}),
+        ("/api/stats", {"group_by": "password"}),
+        ("/api/servicemap", {"q": "status_code >= "}),
+        ("/api/export.pcap", {"q": "nope"}),
+        ("/api/export.har", {"limit": "-x"}),
+        ("/api/fields", {"extra": "1"}),
+    ],
 )
-def test_bad_parameters_are_400_json(client: TestClient, params: dict[str, str]) -> None:
-    r = client.get("/api/entries", params=params)
-    assert r.status_code == 400 and "error" in r.json()
+def test_bad_parameters_are_400_json(client: TestClient, path: str, params: dict[str, str]) -> None:
+    r = client.get(path, params=params)
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"] == "application/json" and r.json()["error"]
 
 
-def test_huge_limit_is_clamped(client: TestClient) -> None:
+def test_limits_are_clamped(client: TestClient) -> None:
     assert len(client.get("/api/entries", params={"limit": 10**9}).json()["entries"]) == 51
+    assert len(client.get("/api/entries", params={"limit": -5}).json()["entries"]) == 1
 
 
-def test_one_entry_and_unknown_id(client: TestClient) -> None:
+def test_one_entry_unknown_ids_routes_and_methods(client: TestClient) -> None:
     assert client.get("/api/entries/n-3").json()["path"] == "/api/items"
     r = client.get("/api/entries/nope")
-    assert r.status_code == 404 and r.json() == {"error": "no such entry"}
+    assert r.status_code == 404 and r.json() == {"error": "no such entry", "id": "nope"}
+    assert client.get("/api/entries/" + "x" * 1000).status_code == 404
     assert client.get("/no/such/route").json()["error"]
+    posted = client.post("/api/entries", content=b"{not json")
+    assert posted.status_code == 405 and posted.json()["error"]
 
 
 def test_stats_and_servicemap(client: TestClient) -> None:
     buckets = client.get("/api/stats", params={"bucket": "1m", "q": "http"}).json()
-    assert sum(b["count"] for b in buckets) == 50
+    assert sum(b["count"] for b in buckets) == HTTP_ENTRIES
     assert sum(b["errors"] for b in buckets) == 5
-    assert client.get("/api/stats", params={"bucket": "soon"}).status_code == 400
+    grouped = client.get("/api/stats", params={"bucket": "1h", "group_by": "protocol"}).json()
+    assert {b["group"]: b["count"] for b in grouped} == {"http": 50, "dns": 1}
     smap = client.get("/api/servicemap").json()
-    assert any(e["count"] == 50 for e in smap["edges"])
+    assert any(e["count"] == HTTP_ENTRIES for e in smap["edges"])
+    only_dns = client.get("/api/servicemap", params={"q": "dns"}).json()
+    assert [e["protocol"] for e in only_dns["edges"]] == ["dns"]
 
 
-def test_bucket_parsing() -> None:
-    assert parse_bucket("60") == 60 and parse_bucket("10s") == 10 and parse_bucket("1m") == 60
-    assert parse_bucket("500ms") == 0.5
-    with pytest.raises(ApiError):
-        parse_bucket("0")
+def test_har_export_is_har_1_2_oldest_first(client: TestClient) -> None:
+    from tests.api.test_har import valid
 
-
-def test_har_export_is_har_1_2(client: TestClient) -> None:
     doc = client.get("/api/export.har", params={"q": "status_code >= 500"}).json()
-    log = doc["log"]
-    assert log["version"] == "1.2" and log["creator"]["name"] == "pilotfish"
-    assert len(log["entries"]) == 5
-    e = log["entries"][0]
-    for key in ("startedDateTime", "time", "request", "response", "cache", "timings"):
-        assert key in e
-    assert e["request"]["method"] == "GET" and e["response"]["status"] == 500
-    assert e["startedDateTime"].endswith("Z")
+    assert valid(doc)
+    entries = doc["log"]["entries"]
+    assert [e["comment"] for e in entries] == ["n-0", "n-10", "n-20", "n-30", "n-40"]
+    assert entries[0]["response"]["status"] == 500
+    everything = client.get("/api/export.har").json()["log"]["entries"]
+    assert len(everything) == HTTP_ENTRIES  # the DNS entry is not HTTP
+    assert len(client.get("/api/export.har", params={"limit": 3}).json()["log"]["entries"]) == 3
+
+
+def _tshark_count(data: bytes, tmp_path: Path) -> int:
+    path = tmp_path / "x.pcap"
+    path.write_bytes(data)
+    out = subprocess.run(
+        ["tshark", "-n", "-r", str(path), "-T", "fields", "-e", "tcp.srcport"],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    return len(out.stdout.split())
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+def test_pcap_export_is_read_back_by_tshark(client: TestClient, tmp_path: Path) -> None:
+    r = client.get("/api/export.pcap", params={"q": "status_code >= 500"})
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/vnd.tcpdump.pcap"
+    assert r.headers["content-disposition"].startswith("attachment")
+    assert _tshark_count(r.content, tmp_path) == 10  # 5 flows, request + response each
+    everything = client.get("/api/export.pcap").content
+    assert _tshark_count(everything, tmp_path) == 2 * HTTP_ENTRIES
+    nothing = client.get("/api/export.pcap", params={"q": "dns"}).content
+    assert len(nothing) == 24 and _tshark_count(nothing, tmp_path) == 0
 
 
 def test_metrics_parse_with_prometheus_parser(client: TestClient) -> None:
-    text = client.get("/metrics").text
-    families = {f.name: f for f in text_string_to_metric_families(text)}
-    received = families["pilotfish_packets_received"].samples[0]
-    assert received.value == 1234
-    dropped = {
-        s.labels["stage"]: s.value
-        for s in families["pilotfish_packets_dropped"].samples
-        if s.name.endswith("_total")
-    }
-    assert dropped == {"kernel": 5, "interface": 1}
-    entries = {
-        s.labels["protocol"]: s.value
-        for s in families["pilotfish_entries"].samples
-        if s.name.endswith("_total")
-    }
-    assert entries == {"http": 50, "dns": 1}
+    r = client.get("/metrics")
+    assert r.headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(r.text)}
+
+    def totals(name: str, label: str) -> dict[str, float]:
+        return {
+            s.labels[label]: s.value for s in families[name].samples if s.name.endswith("_total")
+        }
+
+    assert families["pilotfish_packets_received"].samples[0].value == 1234
+    assert totals("pilotfish_packets_dropped", "stage") == {"kernel": 5, "ring": 2, "interface": 1}
+    assert totals("pilotfish_entries", "protocol") == {"http": 50, "dns": 1}
+    assert totals("pilotfish_dropped_streams", "protocol") == {"http": 3, "redis": 4}
+    assert families["pilotfish_reassembled_bytes"].samples[0].value == 4096
     assert families["pilotfish_live_streams"].samples[0].value == 7
     assert families["pilotfish_store_bytes"].samples[0].value > 0
+    assert families["pilotfish_websocket_clients"].samples[0].value == 0
+    assert totals("pilotfish_dropped", "what")["reassembly_gaps"] == 3
 
 
-def test_health_and_openapi(client: TestClient) -> None:
+def test_health_index_fields_workers_and_openapi(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"ok": True}
-    assert client.get("/readyz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
     doc = client.get("/openapi.json").json()
     assert doc["openapi"].startswith("3.") and "/api/entries" in doc["paths"]
-    assert len(client.get("/api/fields").json()) > 20
+    assert set(client.get("/").json()["paths"]) == set(doc["paths"])
+    fields = client.get("/api/fields").json()
+    assert {"kind", "name"} <= set(fields[0]) and len(fields) > 20
+    assert client.get("/api/workers").json()[0]["node"] == "n"
+
+
+class _Broken(LocalBackend):
+    """A backend whose reads fail and that says it is not ready."""
+
+    async def entries(self, *args: Any) -> Any:
+        raise RuntimeError("disk on fire")
+
+    async def health(self) -> dict[str, Any]:
+        return {"ready": False, "why": "warming up"}
+
+
+def test_handler_exceptions_are_500_json_and_the_server_goes_on(
+    backend: LocalBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = _Broken(backend.store, backend.spool, backend.feed)
+    with TestClient(create_app(broken, static_dir=None), raise_server_exceptions=False) as c:
+        r = c.get("/api/entries")
+        assert r.status_code == 500 and r.json() == {"error": "internal error"}
+        assert "disk on fire" in caplog.text
+        assert c.get("/api/entries/n-1").status_code == 200
+        not_ready = c.get("/readyz")
+        assert not_ready.status_code == 503 and not_ready.json()["why"] == "warming up"
+        assert c.get("/healthz").status_code == 200
+
+
+def test_static_dashboard_is_served_when_built(backend: LocalBackend, tmp_path: Path) -> None:
+    static = tmp_path / "static"
+    static.mkdir()
+    (static / "index.html").write_text("<h1>pilotfish</h1>")
+    with TestClient(create_app(backend, static_dir=static)) as c:
+        assert c.get("/").text == "<h1>pilotfish</h1>"
+        assert c.get("/api/entries/n-1").json()["id"] == "n-1"
 
 
 def test_live_stream_filters_server_side(client: TestClient, backend: LocalBackend) -> None:
     with client.websocket_connect("/api/stream?q=status_code%20%3E%3D%20500") as ws:
-        assert ws.receive_json()["type"] == "hello"
+        assert ws.receive_json() == {"type": "hello", "query": "status_code >= 500"}
         backend.feed.publish(make(200, status=200))
         backend.feed.publish(make(201, status=503))
         msg = ws.receive_json()
         assert msg["type"] == "entry" and msg["entry"]["id"] == "n-201"
+        assert msgspec.convert(msg["entry"], type=type(make(1))) == make(201, status=503)
 
 
 def test_live_stream_rejects_a_bad_query(client: TestClient) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
     with client.websocket_connect("/api/stream?q=http%20%26%26") as ws:
         msg = ws.receive_json()
-        assert msg["type"] == "error" and "position" in msg
+        assert msg["type"] == "error" and msg["position"] == 7
+        with pytest.raises(WebSocketDisconnect) as info:
+            ws.receive_json()
+        assert info.value.code == 1008
 
 
 def test_slow_client_gets_drops_counted_and_is_told(
@@ -173,7 +231,7 @@ def test_slow_client_gets_drops_counted_and_is_told(
         (sub,) = backend.feed._subs
         for i in range(500):  # far more than the client's queue of 10 holds
             sub.offer(make(300 + i))
-        assert sub.queue.qsize() == 10 and sub.dropped == 490
-        kinds = [msgspec.json.decode(ws.receive_text())["type"] for _ in range(11)]
-        assert kinds.count("entry") == 10 and "dropped" in kinds
+        assert sub.pending == 10 and sub.dropped == 490
+        kinds = [ws.receive_json()["type"] for _ in range(11)]
+        assert kinds.count("entry") == 10 and kinds.count("dropped") == 1
     assert backend.feed.clients == 0 and backend.feed.dropped() == 490

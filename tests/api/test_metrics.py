@@ -1,16 +1,81 @@
-"""Metrics exposition: empty stats still give every family, with zeros."""
+"""Metrics exposition: every family always present, the documented mapping, own registry."""
 
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from pilotfish.api.metrics import exposition
+from pilotfish.api.metrics import Exposition, exposition_of, number
+
+FAMILIES = {
+    "pilotfish_packets_received",
+    "pilotfish_packets_dropped",
+    "pilotfish_bytes_processed",
+    "pilotfish_reassembled_bytes",
+    "pilotfish_entries",
+    "pilotfish_matched_pairs",
+    "pilotfish_dropped_streams",
+    "pilotfish_live_streams",
+    "pilotfish_store_bytes",
+    "pilotfish_spool_bytes",
+    "pilotfish_websocket_clients",
+    "pilotfish_websocket_dropped_messages",
+    "pilotfish_dropped",
+}
+
+
+def parse(snapshot: dict[str, Any]) -> dict[str, Any]:
+    text = Exposition().render(snapshot).decode()
+    return {f.name: f for f in text_string_to_metric_families(text)}
 
 
 def test_every_family_present_even_without_stats() -> None:
-    names = {f.name for f in text_string_to_metric_families(exposition(dict)().decode())}
-    assert {
-        "pilotfish_packets_received",
-        "pilotfish_packets_dropped",
-        "pilotfish_entries",
-        "pilotfish_store_bytes",
-        "pilotfish_websocket_dropped_messages",
-    } <= names
+    families = parse({})
+    assert set(families) >= FAMILIES
+    assert families["pilotfish_packets_received"].samples[0].value == 0
+
+
+def test_mapping_of_pipeline_counters() -> None:
+    families = parse(
+        {
+            "capture": {"received": 10, "dropped": 2},
+            "pipeline": {"bytes": 500, "entries": {"http": 3, "dns": 4}},
+            "websocket": {"clients": 2, "dropped": 5, "overflow": 1},
+            "store": {"rejected": 9},
+        }
+    )
+    assert families["pilotfish_matched_pairs"].samples[0].value == 7
+    assert families["pilotfish_bytes_processed"].samples[0].value == 500
+    assert families["pilotfish_websocket_clients"].samples[0].value == 2
+    assert families["pilotfish_websocket_dropped_messages"].samples[0].value == 6
+    whats = {s.labels["what"]: s.value for s in families["pilotfish_dropped"].samples}
+    assert whats["store_rejected"] == 9 and whats["live_feed_overflow"] == 1
+
+
+def test_nonsense_values_read_as_zero() -> None:
+    families = parse({"capture": {"received": "lots", "dropped": True}, "pipeline": [1, 2]})
+    assert families["pilotfish_packets_received"].samples[0].value == 0
+    assert number({"a": {"b": 3}}, "a", "b") == 3 and number({"a": 1}, "a", "b") == 0
+
+
+def test_the_global_registry_is_left_alone() -> None:
+    before = {m.name for m in REGISTRY.collect()}
+    render = exposition_of(lambda: {"capture": {"received": 1}})
+    assert b"pilotfish_packets_received_total 1.0" in render()
+    assert {m.name for m in REGISTRY.collect()} == before
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text()),
+    lambda inner: st.one_of(st.lists(inner), st.dictionaries(st.text(), inner)),
+    max_leaves=30,
+)
+
+
+@given(st.dictionaries(st.sampled_from(["capture", "pipeline", "store", "x"]), json_values))
+def test_any_snapshot_renders_parseable_text(snapshot: dict[str, Any]) -> None:
+    assert set(parse(snapshot)) >= FAMILIES

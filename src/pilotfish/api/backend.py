@@ -1,103 +1,182 @@
 """What the API asks of a node: the `Backend` protocol and `LocalBackend`, one worker's data.
 
-`LocalBackend` reads the worker's store (possibly written by another process), its packet
-spool and the counters the capture process writes every second, and owns the live feed.
-Its methods block (SQLite, files): the app runs them in worker threads.  A hub will
-implement the same protocol by asking its workers over HTTP.
+The app only ever talks to a `Backend`.  Its methods are async and take and return plain
+data (query text, msgspec Structs, dicts), so a hub can implement the same protocol by
+asking its workers over HTTP and WebSocket.  Queries arrive as text that the app has
+already validated; each backend compiles them itself.
+
+`LocalBackend` serves one worker: its entry store and packet spool (written by the capture
+process; see `store.base`), the counters that process writes every second (`stats.json`)
+and the live feed.  Store and spool calls block (SQLite, files): they run one at a time on
+one dedicated thread, so the event loop never waits on them and the store's connection is
+never used by two threads at once.  A PCAP export is written to a spooled temporary file
+(in memory up to `EXPORT_MEMORY` bytes, on disk beyond) and streamed in chunks; at most
+`MAX_EXPORT_STREAMS` flows go into one export.  With `feed_socket`, a `FeedReceiver`
+listens there while the app runs and feeds the live feed from the capture process.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
-from collections.abc import Callable
+import tempfile
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol, TypeVar
 
-from pilotfish.api.live import LiveFeed
+from pilotfish.api.feedpipe import FeedReceiver
+from pilotfish.api.live import LiveFeed, Subscription
+from pilotfish.capture.pcapfile import PcapWriter
 from pilotfish.model import Entry
-from pilotfish.store.base import Bucket, Page, Query, ServiceMap
-from pilotfish.store.spool import PcapSpool
-from pilotfish.store.sqlite import SqliteStore
+from pilotfish.query import Query, compile_query
+from pilotfish.store.base import Bucket, EntryStore, PacketSpool, Page, ServiceMap
 from pilotfish.worker import read_stats
+
+T = TypeVar("T")
+
+EXPORT_MEMORY = 8 * 1024 * 1024
+EXPORT_CHUNK = 256 * 1024
+MAX_EXPORT_STREAMS = 10_000
+_LINKTYPE_ETHERNET = 1
 
 
 class Backend(Protocol):
-    feed: LiveFeed
+    """Everything the app needs; all arguments and results are JSON-serialisable."""
 
-    async def call(self, fn: Callable[..., Any], *args: Any) -> Any: ...
-
-    def entries(
-        self, query: Query | None, limit: int, before: str | None, after: str | None
+    async def entries(
+        self, query: str, limit: int, before: str | None, after: str | None
     ) -> Page: ...
 
-    def entry(self, entry_id: str) -> Entry | None: ...
+    async def entry(self, entry_id: str) -> Entry | None: ...
 
-    def stats(self, query: Query | None, bucket_s: float, group_by: str) -> list[Bucket]: ...
+    async def stats(self, query: str, bucket_s: float, group_by: str) -> list[Bucket]: ...
 
-    def servicemap(self, query: Query | None) -> ServiceMap: ...
+    async def servicemap(self, query: str) -> ServiceMap: ...
 
-    def export_pcap(self, query: Query | None) -> bytes: ...
+    def export_pcap(self, query: str) -> AsyncIterator[bytes]:
+        """The pcap file of the matching flows' packets, in chunks."""
+        ...
 
-    def metrics(self) -> dict[str, Any]: ...
+    async def subscribe(self, query: str) -> Subscription:
+        """Live entries matching `query`; close the subscription to leave."""
+        ...
 
-    def ready(self) -> bool: ...
+    async def metrics(self) -> dict[str, Any]:
+        """Counters by stage, in the shape `api.metrics` documents."""
+        ...
+
+    async def health(self) -> dict[str, Any]:
+        """At least {"ready": bool}."""
+        ...
+
+    async def workers(self) -> list[dict[str, Any]]: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def _compiled(text: str) -> Query | None:
+    return compile_query(text) if text.strip() else None
 
 
 class LocalBackend:
-    """One node: its store, spool, capture counters and live feed.
-
-    The store's connection is not thread-safe: `call` runs every blocking method on one
-    dedicated thread, in order.
-    """
+    """One node: its store, spool, capture counters and live feed (module docstring)."""
 
     def __init__(
         self,
-        store: SqliteStore,
-        feed: LiveFeed,
-        spool: PcapSpool | None = None,
+        store: EntryStore,
+        spool: PacketSpool | None = None,
+        feed: LiveFeed | None = None,
+        *,
         stats_path: Path | None = None,
+        node: str = "",
+        extra_metrics: Callable[[], dict[str, Any]] | None = None,
+        feed_socket: Path | None = None,
     ) -> None:
         self.store = store
-        self.feed = feed
         self.spool = spool
+        self.feed = feed if feed is not None else LiveFeed()
         self.stats_path = stats_path
+        self.node = node
+        self._extra_metrics = extra_metrics
+        self.receiver = None if feed_socket is None else FeedReceiver(feed_socket, self.feed)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="pilotfish-store")
 
-    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run a blocking method on the backend's own thread."""
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
-    def entries(
-        self, query: Query | None, limit: int, before: str | None, after: str | None
-    ) -> Page:
-        return self.store.query(query, limit, before, after)
+    async def start(self) -> None:
+        self.feed.bind(asyncio.get_running_loop())
+        if self.receiver is not None:
+            await self.receiver.start()
 
-    def entry(self, entry_id: str) -> Entry | None:
-        return self.store.get(entry_id)
+    async def close(self) -> None:
+        if self.receiver is not None:
+            await self.receiver.stop()
+        self._thread.shutdown(wait=False, cancel_futures=True)
 
-    def stats(self, query: Query | None, bucket_s: float, group_by: str) -> list[Bucket]:
-        return self.store.stats(query, bucket_s, group_by)
+    async def entries(self, query: str, limit: int, before: str | None, after: str | None) -> Page:
+        return await self._run(self.store.query, _compiled(query), limit, before, after)
 
-    def servicemap(self, query: Query | None) -> ServiceMap:
-        return self.store.servicemap(query)
+    async def entry(self, entry_id: str) -> Entry | None:
+        return await self._run(self.store.get, entry_id)
 
-    def export_pcap(self, query: Query | None) -> bytes:
-        out = io.BytesIO()
-        if self.spool is not None:
-            self.spool.export(self.store.streams(query), out)
-        return out.getvalue()
+    async def stats(self, query: str, bucket_s: float, group_by: str) -> list[Bucket]:
+        return await self._run(self.store.stats, _compiled(query), bucket_s, group_by)
 
-    def metrics(self) -> dict[str, Any]:
+    async def servicemap(self, query: str) -> ServiceMap:
+        return await self._run(self.store.servicemap, _compiled(query))
+
+    async def export_pcap(self, query: str) -> AsyncIterator[bytes]:
+        out = await self._run(self._export, _compiled(query))
+        try:
+            while chunk := await self._run(out.read, EXPORT_CHUNK):
+                yield chunk
+        finally:
+            out.close()
+
+    def _export(self, query: Query | None) -> IO[bytes]:
+        out: Any = tempfile.SpooledTemporaryFile(max_size=EXPORT_MEMORY)  # noqa: SIM115
+        try:
+            streams = self.store.streams(query, MAX_EXPORT_STREAMS)
+            if self.spool is not None:
+                self.spool.export(streams, out)
+            else:
+                PcapWriter(out, _LINKTYPE_ETHERNET).close()  # an empty capture rather than nothing
+        except BaseException:
+            out.close()
+            raise
+        out.seek(0)
+        result: IO[bytes] = out
+        return result
+
+    async def subscribe(self, query: str) -> Subscription:
+        q = _compiled(query)
+        return self.feed.subscribe(None if q is None else q.match, query)
+
+    async def metrics(self) -> dict[str, Any]:
+        return await self._run(self._metrics)
+
+    def _metrics(self) -> dict[str, Any]:
         stats = read_stats(self.stats_path) if self.stats_path is not None else {}
         stats.setdefault("store", {})["bytes"] = self.store.size_bytes()
+        if self.spool is not None:
+            stats.setdefault("spool", {})["bytes"] = self.spool.size_bytes()
         stats["websocket"] = {
             "clients": self.feed.clients,
             "dropped": self.feed.dropped(),
             "overflow": self.feed.overflow,
+            "refused": self.feed.refused,
         }
+        if self.receiver is not None:
+            stats["feed_receiver"] = self.receiver.counters()
+        if self._extra_metrics is not None:
+            stats.update(self._extra_metrics())
         return stats
 
-    def ready(self) -> bool:
-        return True
+    async def health(self) -> dict[str, Any]:
+        return {"ready": True, "node": self.node, "clients": self.feed.clients}
+
+    async def workers(self) -> list[dict[str, Any]]:
+        return [{"node": self.node, **await self.health()}]

@@ -1,11 +1,17 @@
 """The live feed: finished entries fanned out to WebSocket subscribers, never blocking capture.
 
-`publish(entry)` may be called from any thread (the capture side); it appends to a bounded
-hand-over deque and schedules one drain on the event loop.  Each subscriber has its own
-bounded queue and filter; when a queue is full the entry is dropped for that subscriber and
-counted (`Subscription.dropped`), so a slow or stuck client costs at most `max_queue` entries
-of memory and never slows anyone else.  Entries that arrive faster than the loop drains the
-hand-over deque are dropped too and counted in `LiveFeed.overflow`.
+`LiveFeed.publish(entry)` may be called from any thread (the capture side, or the
+`FeedReceiver` of `api.feedpipe` when capture runs in another process).  It appends to a
+bounded hand-over deque and schedules one drain on the event loop; entries arriving while
+the deque is full are dropped and counted in `LiveFeed.overflow`.  With no subscriber an
+entry costs one counter increment.
+
+Each `Subscription` has its own filter and a bounded queue (`max_queue` entries).  When the
+queue is full the entry is dropped for that subscriber only and counted in
+`Subscription.dropped`, so a client that reads slowly, never reads or vanishes costs at most
+`max_queue` entries of memory and never slows the publisher or other clients; at most
+`max_clients` subscriptions exist at once (more are refused with `TooManyClients`).  A subscription
+is an async iterator of entries; `close()` (or `LiveFeed.unsubscribe`) ends it.
 """
 
 from __future__ import annotations
@@ -19,84 +25,189 @@ from pilotfish.model import Entry
 
 Match = Callable[[Entry], bool]
 
+DEFAULT_MAX_QUEUE = 1000
+DEFAULT_MAX_HANDOVER = 10_000
+DEFAULT_MAX_CLIENTS = 256
+
+
+class TooManyClients(RuntimeError):
+    """The feed already serves `max_clients` subscriptions."""
+
 
 class Subscription:
-    """One client's view of the feed: a bounded queue of the entries its filter accepts."""
+    """One client's view of the feed: a bounded queue of the entries its filter accepts.
 
-    def __init__(self, match: Match | None, max_queue: int) -> None:
+    Counters: `dropped` (entries missed because the queue was full), `delivered` (entries
+    taken out by the reader), `reported` (drops the client has been told about; the app
+    advances it).  `dropped + delivered + pending == offered` always holds.
+    """
+
+    def __init__(self, match: Match | None, max_queue: int, query: str = "") -> None:
+        if max_queue < 1:
+            raise ValueError("max_queue must be at least 1")
         self.match = match
-        self.queue: asyncio.Queue[Entry] = asyncio.Queue(max_queue)
-        self.dropped = 0  # entries this client missed because its queue was full
-        self.reported = 0  # how many of those it has been told about
+        self.query = query
+        self.max_queue = max_queue
+        self._queue: deque[Entry] = deque()
+        self._wakeup = asyncio.Event()
+        self._closed = False
+        self.offered = 0
+        self.dropped = 0
+        self.delivered = 0
+        self.reported = 0
+        self._unsubscribe: Callable[[Subscription], None] | None = None
+
+    @property
+    def pending(self) -> int:
+        """Entries queued for this client now (never more than `max_queue`)."""
+        return len(self._queue)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def offer(self, entry: Entry) -> None:
-        if self.match is not None and not self.match(entry):
+        """Queue `entry` if the filter accepts it; drop and count it when the queue is full.
+
+        Call on the event loop's thread (`LiveFeed` does).
+        """
+        if self._closed or (self.match is not None and not self.match(entry)):
             return
-        try:
-            self.queue.put_nowait(entry)
-        except asyncio.QueueFull:
+        self.offered += 1
+        if len(self._queue) >= self.max_queue:
             self.dropped += 1
+            return
+        self._queue.append(entry)
+        self._wakeup.set()
+
+    def take_dropped(self) -> int:
+        """Drops not reported yet; marks them reported."""
+        n = self.dropped - self.reported
+        self.reported = self.dropped
+        return n
+
+    async def get(self, timeout: float | None = None) -> Entry | None:
+        """The next entry; None after `timeout` seconds without one or once closed."""
+        while not self._queue:
+            if self._closed:
+                return None
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            except TimeoutError:
+                return None
+        self.delivered += 1
+        return self._queue.popleft()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Entry:
+        entry = await self.get()
+        if entry is None:
+            raise StopAsyncIteration
+        return entry
+
+    def close(self) -> None:
+        """Stop receiving; queued entries are discarded, waiting readers wake up."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.clear()
+        self._wakeup.set()
+        if self._unsubscribe is not None:
+            self._unsubscribe(self)
 
 
 class LiveFeed:
-    """See the module docstring.  `bind(loop)` before publishing from other threads."""
+    """See the module docstring.  Publishing before `bind(loop)` keeps entries in the
+    bounded hand-over deque until `drain()` (tests) or the loop is bound."""
 
-    def __init__(self, max_queue: int = 1000, max_handover: int = 10_000) -> None:
+    def __init__(
+        self,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        max_handover: int = DEFAULT_MAX_HANDOVER,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
+    ) -> None:
         self.max_queue = max_queue
+        self.max_clients = max_clients
+        self.refused = 0  # subscriptions refused because max_clients were connected
+        self._max_handover = max_handover
         self._subs: set[Subscription] = set()
         self._handover: deque[Entry] = deque()
-        self._max_handover = max_handover
         self._lock = threading.Lock()
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.published = 0
-        self.overflow = 0
-        self.dropped_total = 0  # by clients that have left, plus live ones on read
+        self.overflow = 0  # hand-over deque full: dropped before reaching any client
+        self._dropped_gone = 0  # drops of clients that have left
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Deliver on `loop` from now on (the app binds its loop at startup)."""
         self._loop = loop
+        if self._handover:
+            self._schedule()
 
     @property
     def clients(self) -> int:
         return len(self._subs)
 
     def dropped(self) -> int:
-        return self.dropped_total + sum(s.dropped for s in self._subs)
+        """Entries not delivered to slow clients, over the feed's lifetime."""
+        return self._dropped_gone + sum(s.dropped for s in list(self._subs))
 
-    def subscribe(self, match: Match | None) -> Subscription:
-        sub = Subscription(match, self.max_queue)
+    def subscriptions(self) -> list[Subscription]:
+        """The open subscriptions (for counters and tests)."""
+        return list(self._subs)
+
+    def pending(self) -> int:
+        """Entries handed over and not yet fanned out."""
+        return len(self._handover)
+
+    def subscribe(self, match: Match | None, query: str = "") -> Subscription:
+        """A new subscription (call on the loop's thread); raises TooManyClients."""
+        if len(self._subs) >= self.max_clients:
+            self.refused += 1
+            raise TooManyClients(f"the live feed already serves {self.max_clients} clients")
+        sub = Subscription(match, self.max_queue, query)
+        sub._unsubscribe = self.unsubscribe
         self._subs.add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         if sub in self._subs:
             self._subs.discard(sub)
-            self.dropped_total += sub.dropped
+            self._dropped_gone += sub.dropped
+        sub.close()
 
     def publish(self, entry: Entry) -> None:
         """Hand an entry over (any thread, never blocks)."""
-        loop = self._loop
         with self._lock:
             self.published += 1
+            if not self._subs:
+                return
             if len(self._handover) >= self._max_handover:
                 self.overflow += 1
                 return
             self._handover.append(entry)
-            if self._scheduled or loop is None:
+            if self._scheduled or self._loop is None:
                 return
             self._scheduled = True
+        self._schedule()
+
+    def _schedule(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
         try:
-            loop.call_soon_threadsafe(self._drain)
+            loop.call_soon_threadsafe(self.drain)
         except RuntimeError:  # the loop is closed: nobody listens any more
             with self._lock:
                 self._handover.clear()
                 self._scheduled = False
 
     def drain(self) -> None:
-        """Deliver what was handed over (called on the loop; also usable directly)."""
-        self._drain()
-
-    def _drain(self) -> None:
+        """Fan out what was handed over (runs on the loop; tests may call it directly)."""
         with self._lock:
             entries = list(self._handover)
             self._handover.clear()

@@ -1,17 +1,28 @@
 """Prometheus exposition of a backend's counters, on a registry of the app's own.
 
-Mapping (from the capture process's stats and the live feed):
-pilotfish_packets_received_total            capture.received
-pilotfish_packets_dropped_total{stage}      capture.dropped (kernel/ring), capture.if_dropped
-pilotfish_bytes_processed_total             pipeline.bytes
-pilotfish_entries_total{protocol}           pipeline.entries
-pilotfish_matched_pairs_total               entries with both request and response (= entries)
-pilotfish_dropped_streams_total{protocol}   pipeline.dissect_errors + dissector_crashes
-pilotfish_reassembly_gaps_total             pipeline.flows.gaps
-pilotfish_live_streams                      open_flows (gauge)
-pilotfish_store_bytes                       store.bytes (gauge)
-pilotfish_websocket_clients                 websocket.clients (gauge)
-pilotfish_websocket_dropped_messages_total  websocket.dropped + websocket.overflow
+`Exposition(source)` owns a `CollectorRegistry` (never the process-global one) with one
+collector that maps the nested counters of `Backend.metrics()` (the capture process's
+`stats.json` merged with the API side's own) to metric families.  Missing or non-numeric
+values read as 0, so every family is always present.  Mapping:
+
+pilotfish_packets_received_total             capture.received
+pilotfish_packets_dropped_total{stage}       kernel: capture.dropped (socket/ring full, as the
+                                             kernel reports it); ring: capture.extra.ring_dropped
+                                             (user-space ring hand-over); interface:
+                                             capture.if_dropped
+pilotfish_bytes_processed_total              pipeline.bytes
+pilotfish_reassembled_bytes_total            pipeline.flows.delivered_bytes (0 until the flow
+                                             table counts it)
+pilotfish_entries_total{protocol}            pipeline.entries
+pilotfish_matched_pairs_total                sum of pipeline.entries (every entry is a pair or a
+                                             lone request/response; no finer counter yet)
+pilotfish_dropped_streams_total{protocol}    pipeline.dissect_errors + pipeline.dissector_crashes
+pilotfish_live_streams                       open_flows (gauge)
+pilotfish_store_bytes                        store.bytes (gauge)
+pilotfish_spool_bytes                        spool.bytes (gauge)
+pilotfish_websocket_clients                  websocket.clients (gauge)
+pilotfish_websocket_dropped_messages_total   websocket.dropped + websocket.overflow
+pilotfish_dropped_total{what}                every other "lost something" counter, see _DROPS
 """
 
 from __future__ import annotations
@@ -23,78 +34,142 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-def _num(tree: dict[str, Any], *path: str) -> float:
-    node: Any = tree
+_DROPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("decode_malformed", ("pipeline", "decode", "malformed")),
+    ("decode_truncated", ("pipeline", "decode", "truncated")),
+    ("fragment_timeouts", ("pipeline", "decode", "fragment_timeouts")),
+    ("reassembly_gaps", ("pipeline", "flows", "gaps")),
+    ("reassembly_gap_bytes", ("pipeline", "flows", "gap_bytes")),
+    ("pending_overflows", ("pipeline", "flows", "pending_overflows")),
+    ("flows_evicted", ("pipeline", "flows", "closed_evicted")),
+    ("cut_streams", ("pipeline", "flows", "cut_streams")),
+    ("bogus_segments", ("pipeline", "flows", "bogus_segments")),
+    ("reorder_late", ("pipeline", "reorder", "late")),
+    ("store_rejected", ("store", "rejected")),
+    ("store_evicted", ("store", "evicted")),
+    ("spool_rejected", ("spool", "rejected")),
+    ("spool_segments", ("spool", "dropped_segments")),
+    ("live_feed_overflow", ("websocket", "overflow")),
+    ("live_clients_refused", ("websocket", "refused")),
+    ("feed_sender_dropped", ("feed", "dropped")),
+    ("feed_sender_unconnected", ("feed", "unconnected")),
+    ("feed_bad_frames", ("feed_receiver", "bad_frames")),
+)
+
+
+def number(tree: Any, *path: str) -> float:
+    """tree[path[0]][path[1]]... as a float, 0 when absent or not a number."""
+    node = tree
     for key in path:
         if not isinstance(node, dict):
             return 0.0
         node = node.get(key)
-    return float(node) if isinstance(node, int | float) and not isinstance(node, bool) else 0.0
+    if isinstance(node, bool) or not isinstance(node, int | float):
+        return 0.0
+    return float(node)
 
 
-class _BackendCollector(Collector):
-    def __init__(self, source: Callable[[], dict[str, Any]]) -> None:
-        self._source = source
+def _by_label(tree: Any, *path: str) -> dict[str, float]:
+    node = tree
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    if not isinstance(node, dict):
+        return {}
+    return {str(k): number(node, k) for k in node}
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, value=value)
+
+
+def _labelled(name: str, doc: str, label: str, values: dict[str, float]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for key, value in sorted(values.items()):
+        family.add_metric([key], value)
+    return family
+
+
+def families(s: dict[str, Any]) -> Iterator[Metric]:
+    """The metric families for one metrics() snapshot (see the module docstring)."""
+    yield _counter(
+        "pilotfish_packets_received",
+        "Packets handed to pilotfish",
+        number(s, "capture", "received"),
+    )
+    yield _labelled(
+        "pilotfish_packets_dropped",
+        "Packets lost before pilotfish saw them",
+        "stage",
+        {
+            "kernel": number(s, "capture", "dropped"),
+            "ring": number(s, "capture", "extra", "ring_dropped"),
+            "interface": number(s, "capture", "if_dropped"),
+        },
+    )
+    yield _counter("pilotfish_bytes_processed", "Captured bytes", number(s, "pipeline", "bytes"))
+    yield _counter(
+        "pilotfish_reassembled_bytes",
+        "TCP payload bytes delivered in order to dissectors",
+        number(s, "pipeline", "flows", "delivered_bytes"),
+    )
+    entries = _by_label(s, "pipeline", "entries")
+    yield _labelled("pilotfish_entries", "Entries produced", "protocol", entries)
+    yield _counter("pilotfish_matched_pairs", "Request/response pairs", sum(entries.values()))
+    failed = _by_label(s, "pipeline", "dissect_errors")
+    for proto, n in _by_label(s, "pipeline", "dissector_crashes").items():
+        failed[proto] = failed.get(proto, 0.0) + n
+    yield _labelled(
+        "pilotfish_dropped_streams", "Streams a dissector gave up on", "protocol", failed
+    )
+    yield GaugeMetricFamily("pilotfish_live_streams", "Flows tracked now", number(s, "open_flows"))
+    yield GaugeMetricFamily(
+        "pilotfish_store_bytes", "Entry store size in bytes", number(s, "store", "bytes")
+    )
+    yield GaugeMetricFamily(
+        "pilotfish_spool_bytes", "Packet spool size in bytes", number(s, "spool", "bytes")
+    )
+    yield GaugeMetricFamily(
+        "pilotfish_websocket_clients", "Live stream clients", number(s, "websocket", "clients")
+    )
+    yield _counter(
+        "pilotfish_websocket_dropped_messages",
+        "Live entries not delivered to slow clients",
+        number(s, "websocket", "dropped") + number(s, "websocket", "overflow"),
+    )
+    yield _labelled(
+        "pilotfish_dropped",
+        "Things counted and dropped along the pipeline",
+        "what",
+        {what: number(s, *path) for what, path in _DROPS},
+    )
+
+
+class _Snapshot(Collector):
+    """Collects from the last snapshot handed to `Exposition.render`."""
+
+    def __init__(self) -> None:
+        self.snapshot: dict[str, Any] = {}
 
     def collect(self) -> Iterator[Metric]:
-        s = self._source()
-        yield CounterMetricFamily(
-            "pilotfish_packets_received",
-            "Packets handed to pilotfish",
-            _num(s, "capture", "received"),
-        )
-        dropped = CounterMetricFamily(
-            "pilotfish_packets_dropped", "Packets lost before pilotfish saw them", labels=["stage"]
-        )
-        dropped.add_metric(["kernel"], _num(s, "capture", "dropped"))
-        dropped.add_metric(["interface"], _num(s, "capture", "if_dropped"))
-        yield dropped
-        yield CounterMetricFamily(
-            "pilotfish_bytes_processed", "Captured bytes processed", _num(s, "pipeline", "bytes")
-        )
-        entries = CounterMetricFamily("pilotfish_entries", "Entries produced", labels=["protocol"])
-        streams = CounterMetricFamily(
-            "pilotfish_dropped_streams", "Streams a dissector gave up on", labels=["protocol"]
-        )
-        raw = s.get("pipeline")
-        pipeline: dict[str, Any] = raw if isinstance(raw, dict) else {}
-        total = 0.0
-        for proto, n in (pipeline.get("entries") or {}).items():
-            entries.add_metric([proto], float(n))
-            total += float(n)
-        failed: dict[str, float] = {}
-        for key in ("dissect_errors", "dissector_crashes"):
-            for proto, n in (pipeline.get(key) or {}).items():
-                failed[proto] = failed.get(proto, 0.0) + float(n)
-        for proto, n in failed.items():
-            streams.add_metric([proto], n)
-        yield entries
-        yield streams
-        yield CounterMetricFamily("pilotfish_matched_pairs", "Entries built", total)
-        yield CounterMetricFamily(
-            "pilotfish_reassembly_gaps",
-            "Holes skipped in TCP streams",
-            _num(s, "pipeline", "flows", "gaps"),
-        )
-        yield GaugeMetricFamily(
-            "pilotfish_live_streams", "Flows being tracked", _num(s, "open_flows")
-        )
-        yield GaugeMetricFamily(
-            "pilotfish_store_bytes", "Entry store size", _num(s, "store", "bytes")
-        )
-        yield GaugeMetricFamily(
-            "pilotfish_websocket_clients", "Live stream clients", _num(s, "websocket", "clients")
-        )
-        yield CounterMetricFamily(
-            "pilotfish_websocket_dropped_messages",
-            "Live entries not delivered to slow clients",
-            _num(s, "websocket", "dropped") + _num(s, "websocket", "overflow"),
-        )
+        yield from families(self.snapshot)
 
 
-def exposition(source: Callable[[], dict[str, Any]]) -> Callable[[], bytes]:
-    """A function rendering the current metrics as Prometheus text (own registry)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_BackendCollector(source))
-    return lambda: generate_latest(registry)
+class Exposition:
+    """Prometheus text for metrics() snapshots, on this object's own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self._collector = _Snapshot()
+        self.registry.register(self._collector)
+
+    def render(self, snapshot: dict[str, Any]) -> bytes:
+        self._collector.snapshot = snapshot
+        return generate_latest(self.registry)
+
+
+def exposition_of(source: Callable[[], dict[str, Any]]) -> Callable[[], bytes]:
+    """Convenience for synchronous sources: a function rendering `source()` now."""
+    exp = Exposition()
+    return lambda: exp.render(source())

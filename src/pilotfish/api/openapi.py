@@ -1,31 +1,37 @@
-"""The OpenAPI 3.0 document of the API (served at /openapi.json)."""
+"""The OpenAPI 3.1 document of the API (served at /openapi.json).
+
+Response schemas come from the msgspec Structs the API returns (`Page`, `Entry`, `Bucket`,
+`ServiceMap`), so the document cannot drift from the wire format.  Parameters carry the same
+bounds `api.params` enforces.  The WebSocket stream cannot be described in OpenAPI; its
+messages are documented under the `x-websocket` extension.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from pilotfish import __version__
+from pilotfish.api.params import GROUPS, MAX_LIMIT, MAX_VALUE
+from pilotfish.model import Entry
+from pilotfish.store.base import Bucket, Page, ServiceMap
 
-_ERROR = {
-    "description": "bad input",
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "required": ["error"],
-                "properties": {"error": {"type": "string"}, "position": {"type": "integer"}},
-            }
-        }
-    },
-}
-_JSON = {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}}
-_LIST = {"description": "ok", "content": {"application/json": {"schema": {"type": "array"}}}}
+_REF = "#/components/schemas/{name}"
 
 
-def _param(name: str, description: str, pattern: str | None = None) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "string"}
-    if pattern:
-        schema["pattern"] = pattern
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF.format(name=name)}
+
+
+def _json(schema: dict[str, Any], description: str = "ok") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERROR = _json(_ref("Error"), "refused: the error says why")
+
+
+def _q(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {
         "name": name,
         "in": "query",
@@ -35,77 +41,192 @@ def _param(name: str, description: str, pattern: str | None = None) -> dict[str,
     }
 
 
-_Q = _param("q", "query in the pilotfish filter language, e.g. http && status_code >= 500")
+_TEXT = {"type": "string", "maxLength": MAX_VALUE}
+_QUERY = _q("q", _TEXT, "filter in the pilotfish query language, e.g. `http && status_code >= 500`")
+_LIMIT = _q(
+    "limit",
+    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
+    f"page size, clamped to 1..{MAX_LIMIT}",
+)
+_CURSOR = {"type": "string", "pattern": "^[0-9]{1,18}$"}
 
 
-def _get(summary: str, params: list[dict[str, Any]], ok: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "get": {
-            "summary": summary,
-            "parameters": params,
-            "responses": {"200": ok, "400": _ERROR, "500": _ERROR},
-        }
+def _get(
+    summary: str,
+    params: list[dict[str, Any]],
+    ok: dict[str, Any],
+    errors: tuple[str, ...] = ("400",),
+) -> dict[str, Any]:
+    responses = {"200": ok, **dict.fromkeys(errors, _ERROR), "500": _ERROR}
+    return {"get": {"summary": summary, "parameters": params, "responses": responses}}
+
+
+def _schemas() -> dict[str, Any]:
+    _, components = msgspec.json.schema_components(
+        [Page, Entry, Bucket, ServiceMap], ref_template=_REF
+    )
+    components["Error"] = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {"type": "string"},
+            "position": {"type": "integer", "description": "0-based column of a query error"},
+            "parameter": {"type": "string"},
+        },
     }
+    components["Har"] = {
+        "type": "object",
+        "required": ["log"],
+        "properties": {
+            "log": {
+                "type": "object",
+                "required": ["version", "creator", "entries"],
+                "properties": {
+                    "version": {"const": "1.2"},
+                    "creator": {"type": "object"},
+                    "entries": {"type": "array", "items": {"type": "object"}},
+                },
+            }
+        },
+    }
+    components["Field"] = {
+        "type": "object",
+        "required": ["kind", "name"],
+        "properties": {
+            "kind": {"type": "string"},
+            "name": {"type": "string"},
+            "type": {"type": "string"},
+            "help": {"type": "string"},
+        },
+    }
+    return components
+
+
+_OBJECT = {"type": "object"}
+
+
+def _paths() -> dict[str, Any]:
+    return {
+        "/": _get("index of the API (or the dashboard when built)", [], _json(_OBJECT), ()),
+        "/api/entries": _get(
+            "entries, newest first, with cursor paging",
+            [
+                _QUERY,
+                _LIMIT,
+                _q("before", _CURSOR, "`older` cursor of a previous page"),
+                _q("after", _CURSOR, "`newer` cursor of a previous page"),
+            ],
+            _json(_ref("Page")),
+        ),
+        "/api/entries/{entry_id}": {
+            "get": {
+                "summary": "one entry, bodies included",
+                "parameters": [
+                    {
+                        "name": "entry_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {"200": _json(_ref("Entry")), "404": _ERROR, "500": _ERROR},
+            }
+        },
+        "/api/stats": _get(
+            "count, errors and latency percentiles per time bucket",
+            [
+                _QUERY,
+                _q(
+                    "bucket",
+                    {"type": "string", "pattern": r"^[0-9]{1,9}(\.[0-9]{1,6})?(ms|s|m|h)?$"},
+                    "bucket width: seconds or 500ms, 10s, 1m, 1h (1ms..24h)",
+                ),
+                _q("group_by", {"type": "string", "enum": ["", *GROUPS]}, "split by this field"),
+            ],
+            _json({"type": "array", "items": _ref("Bucket")}),
+        ),
+        "/api/servicemap": _get(
+            "workloads and the calls between them", [_QUERY], _json(_ref("ServiceMap"))
+        ),
+        "/api/export.pcap": _get(
+            "the packets of the matching flows as one pcap file",
+            [_QUERY],
+            {
+                "description": "pcap (attachment)",
+                "content": {
+                    "application/vnd.tcpdump.pcap": {
+                        "schema": {"type": "string", "format": "binary"}
+                    }
+                },
+            },
+        ),
+        "/api/export.har": _get(
+            "matching HTTP entries as HAR 1.2 (oldest first)",
+            [_QUERY, _LIMIT],
+            _json(_ref("Har")),
+        ),
+        "/api/fields": _get(
+            "fields and functions of the query language",
+            [],
+            _json({"type": "array", "items": _ref("Field")}),
+            (),
+        ),
+        "/api/query/check": _get(
+            "validate a query",
+            [_QUERY],
+            _json({"type": "object", "required": ["ok"], "properties": {"ok": {"const": True}}}),
+        ),
+        "/api/workers": _get(
+            "the workers behind this API and their state",
+            [],
+            _json({"type": "array", "items": _OBJECT}),
+            (),
+        ),
+        "/metrics": _get(
+            "Prometheus metrics",
+            [],
+            {"description": "text exposition", "content": {"text/plain": {"schema": _TEXT}}},
+            (),
+        ),
+        "/healthz": _get("liveness", [], _json(_OBJECT), ()),
+        "/readyz": {
+            "get": {
+                "summary": "readiness",
+                "parameters": [],
+                "responses": {
+                    "200": _json(_OBJECT),
+                    "503": _json(_OBJECT, "not ready"),
+                    "500": _ERROR,
+                },
+            }
+        },
+        "/openapi.json": _get("this document", [], _json(_OBJECT), ()),
+    }
+
+
+_WEBSOCKET = {
+    "/api/stream": {
+        "parameters": ["q"],
+        "messages": {
+            "hello": '{"type": "hello", "query": str}, first',
+            "entry": '{"type": "entry", "entry": Entry}, per matching entry',
+            "dropped": '{"type": "dropped", "count": int}, entries skipped since the last notice',
+            "error": '{"type": "error", "error": str, "position": int}, then close 1008',
+        },
+    }
+}
 
 
 def document() -> dict[str, Any]:
-    limit = {
-        "name": "limit",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
-    }
-    cursor = "cursor from a previous page"
+    """The OpenAPI document (a fresh dict each call)."""
     return {
-        "openapi": "3.0.3",
-        "info": {"title": "pilotfish", "version": __version__},
-        "paths": {
-            "/api/entries": _get(
-                "entries, newest first, cursor paging",
-                [
-                    _Q,
-                    limit,
-                    _param("before", cursor, "^[0-9]+$"),
-                    _param("after", cursor, "^[0-9]+$"),
-                ],
-                _JSON,
-            ),
-            "/api/entries/{entry_id}": {
-                "get": {
-                    "summary": "one entry with bodies",
-                    "parameters": [
-                        {
-                            "name": "entry_id",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        }
-                    ],
-                    "responses": {"200": _JSON, "404": _ERROR},
-                }
-            },
-            "/api/stats": _get(
-                "counts, errors and latency percentiles per time bucket",
-                [
-                    _Q,
-                    _param("bucket", "60, 10s, 1m, 500ms"),
-                    _param("group_by", "protocol, dst.service, ..."),
-                ],
-                _LIST,
-            ),
-            "/api/servicemap": _get("workloads and the calls between them", [_Q], _JSON),
-            "/api/export.pcap": _get(
-                "packets of the matching flows",
-                [_Q],
-                {"description": "pcap", "content": {"application/vnd.tcpdump.pcap": {}}},
-            ),
-            "/api/export.har": _get("HTTP entries as HAR 1.2", [_Q], _JSON),
-            "/api/fields": _get("fields and functions of the query language", [], _LIST),
-            "/api/query/check": _get("validate a query", [_Q], _JSON),
-            "/metrics": _get(
-                "Prometheus metrics", [], {"description": "text", "content": {"text/plain": {}}}
-            ),
-            "/healthz": _get("liveness", [], _JSON),
-            "/readyz": {"get": {"summary": "readiness", "responses": {"200": _JSON, "503": _JSON}}},
+        "openapi": "3.1.0",
+        "info": {
+            "title": "pilotfish",
+            "version": __version__,
+            "description": "API traffic captured by pilotfish: entries, stats, exports, live.",
         },
+        "paths": _paths(),
+        "components": {"schemas": _schemas()},
+        "x-websocket": _WEBSOCKET,
     }

@@ -1,0 +1,182 @@
+"""The live stream against a real uvicorn server: filtering, errors, slow and vanishing
+clients.  Memory per client stays at its queue bound; drops are counted exactly."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from pilotfish.api.app import create_app
+from pilotfish.api.backend import LocalBackend
+from pilotfish.api.live import LiveFeed, Subscription
+from pilotfish.api.stream import query_error
+from tests.api.served import served
+from tests.store.entries import make
+
+DEADLINE_S = 30.0
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def server(backend: LocalBackend) -> Iterator[tuple[str, LiveFeed]]:
+    backend.feed = LiveFeed(max_queue=1000, max_handover=100_000)
+    with served(create_app(backend, static_dir=None)) as port:
+        yield f"ws://127.0.0.1:{port}/api/stream", backend.feed
+
+
+def only_subscription(feed: LiveFeed) -> Subscription:
+    wait_for(lambda: feed.clients == 1, "the subscription")
+    (sub,) = feed.subscriptions()
+    return sub
+
+
+def test_query_errors_are_checked_before_subscribing() -> None:
+    assert query_error("") is None and query_error("http") is None
+    error = query_error("http &&")
+    assert error is not None and error["position"] == 7
+    long = query_error("x" * 100_000)
+    assert long is not None and "longer" in str(long["error"])
+
+
+def test_entries_are_filtered_server_side(server: tuple[str, LiveFeed]) -> None:
+    url, feed = server
+    with connect(url + "?q=status_code%20%3E%3D%20500", open_timeout=10) as ws:
+        assert json.loads(ws.recv(10)) == {"type": "hello", "query": "status_code >= 500"}
+        only_subscription(feed)
+        for i in range(20):
+            feed.publish(make(i, status=503 if i % 5 == 0 else 200))
+        got = [json.loads(ws.recv(10)) for _ in range(4)]
+        assert [m["entry"]["id"] for m in got] == ["n-0", "n-5", "n-10", "n-15"]
+        assert all(m["type"] == "entry" for m in got)
+    wait_for(lambda: feed.clients == 0, "the subscription to go")
+
+
+def test_an_invalid_query_is_an_error_then_close_1008(server: tuple[str, LiveFeed]) -> None:
+    url, feed = server
+    with connect(url + "?q=status_code%20%3E%3D", open_timeout=10) as ws:
+        msg = json.loads(ws.recv(10))
+        assert msg["type"] == "error" and msg["position"] == 14 and msg["error"]
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(10)
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1008
+    assert feed.clients == 0
+
+
+def test_a_slow_reader_is_told_exactly_what_it_missed(server: tuple[str, LiveFeed]) -> None:
+    url, feed = server
+    total = 5000
+    with connect(url, open_timeout=10, max_queue=4) as ws:
+        assert json.loads(ws.recv(10))["type"] == "hello"
+        sub = only_subscription(feed)
+        for i in range(total):
+            feed.publish(make(i))
+        wait_for(lambda: sub.offered == total, "every entry offered")
+        entries = dropped = 0
+        while entries + dropped < total:
+            msg = json.loads(ws.recv(10))
+            if msg["type"] == "entry":
+                entries += 1
+            else:
+                assert msg["type"] == "dropped" and msg["count"] > 0
+                dropped += msg["count"]
+        assert dropped == sub.dropped > 0 and entries == sub.delivered
+
+
+def offered(sub: Subscription, n: int) -> bool:
+    return sub.offered == n
+
+
+def stuck(sub: Subscription) -> bool:
+    """Entries wait in the queue and the sender took none of them for a while."""
+    before = sub.delivered
+    time.sleep(0.2)
+    return sub.pending > 0 and sub.delivered == before
+
+
+def _raw_websocket(port: int) -> socket.socket:
+    """A client that completes the handshake and then never reads again."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            "GET /api/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101")
+    return sock
+
+
+def test_a_client_that_never_reads_costs_its_queue_bound_and_no_more(
+    backend: LocalBackend,
+) -> None:
+    feed = backend.feed = LiveFeed(max_queue=1000, max_handover=100_000)
+    published = 50_000
+    with served(create_app(backend, static_dir=None)) as port:
+        sock = _raw_websocket(port)
+        try:
+            sub = only_subscription(feed)
+            # first fill the socket buffers until the server's sender is stuck on them
+            primed = 0
+            while not stuck(sub):
+                assert primed < 200_000, "the server never stopped sending"
+                for _ in range(1000):
+                    feed.publish(make(primed, body="x" * 100))
+                    primed += 1
+                wait_for(partial(offered, sub, primed), "the priming entries offered")
+            taken, waiting, dropped = sub.delivered, sub.pending, sub.dropped
+            # now 50k more while the client still reads nothing
+            for i in range(published):
+                feed.publish(make(i, body="x" * 100))
+            wait_for(lambda: sub.offered == primed + published, "every entry offered")
+            assert sub.delivered == taken  # nothing more left the server
+            assert sub.pending == sub.max_queue == 1000
+            assert sub.dropped - dropped == published - (1000 - waiting)
+            assert feed.dropped() == sub.dropped and feed.overflow == 0
+        finally:
+            sock.close()  # abruptly, without a close frame
+        wait_for(lambda: feed.clients == 0, "the vanished client to be noticed")
+        assert feed.dropped() == sub.dropped
+
+
+def test_one_client_too_many_is_told_to_come_back_later(backend: LocalBackend) -> None:
+    feed = backend.feed = LiveFeed(max_clients=1)
+    with served(create_app(backend, static_dir=None)) as port:
+        url = f"ws://127.0.0.1:{port}/api/stream"
+        with connect(url, open_timeout=10) as first:
+            assert json.loads(first.recv(10))["type"] == "hello"
+            with connect(url, open_timeout=10) as second:
+                assert json.loads(second.recv(10))["type"] == "error"
+                with pytest.raises(ConnectionClosed) as info:
+                    second.recv(10)
+                assert info.value.rcvd is not None and info.value.rcvd.code == 1013
+            assert feed.clients == 1 and feed.refused == 1
+
+
+def test_clients_that_vanish_are_unsubscribed(server: tuple[str, LiveFeed]) -> None:
+    url, feed = server
+    for _ in range(5):
+        with connect(url, open_timeout=10) as ws:
+            ws.recv(10)
+            ws.socket.shutdown(socket.SHUT_RDWR)  # no close handshake
+    wait_for(lambda: feed.clients == 0, "every subscription to go")
