@@ -114,9 +114,7 @@ def test_each_backend_prints_exactly_the_requests(bed: Bed, backend: str, tmp_pa
     assert "dropped=0" in err and "entries" in err
 
 
-def test_count_stops_after_exactly_n_packets_and_matches_tcpdump_bytes(
-    bed: Bed, tmp_path: Path
-) -> None:
+def test_count_stops_after_exactly_n_packets_written(bed: Bed, tmp_path: Path) -> None:
     path = tmp_path / "c.pcap"
     proc = start("-i", bed.client.veth, "--capture", "afpacket", "-c", "25", "-w", str(path))
     wait_open(proc)
