@@ -9,6 +9,7 @@ import pytest
 from pilotfish.capture.pcapfile import PcapFileSource
 from pilotfish.config import Settings
 from pilotfish.dissect.base import DissectError
+from pilotfish.dissect.registry import BUILTIN
 from pilotfish.model import Entry, Exchange, Frame
 from pilotfish.pipeline import AddressOnly, Pipeline, address_text
 from tests.convo import TcpConversation, write_pcap
@@ -50,8 +51,44 @@ def test_feed_builds_entries_with_ids_streams_and_counters() -> None:
     (e,) = out
     assert (e.id, e.stream, e.node, e.capture) == ("p-1", "p-f1", "p", "pcap")
     assert (e.method, e.path, e.status, e.elapsed_us) == ("GET", "/x", 200, 1000)
+    assert (e.protocol, e.summary, e.tls, e.flags) == ("http", "GET /x -> 200", False, [])
+    assert (e.src.port, e.dst.port) == (40080, 80) and e.timestamp == pytest.approx(1.7e9, abs=0.01)
+    assert e.request is not None and e.response is not None and e.response.size == 38
     summary = p.summary()
     assert summary["frames"] == 8 and summary["entries"] == {"http": 1}
+
+
+def test_once_sniffed_the_flow_talks_to_the_chosen_dissector() -> None:
+    out: list[Entry] = []
+    p = Pipeline(Settings(node="p"), out.append)
+    frames_ = http_frames()
+    p.feed(frames_[:-2])  # handshake, request and response; the flow is still open
+    (flow,) = p.table.open_flows()
+    assert type(flow.state.dissector).__name__ == "Http1Dissector"
+    assert flow.state.sniffer is None
+    p.feed(frames_[-2:])
+    p.finish()
+    assert [(e.protocol, e.status) for e in out] == [("http", 200)]
+
+
+def test_a_dissector_replaced_while_sniffing_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flow given up on during sniffing stays with the fallback (not the sniffer's choice)."""
+    out: list[Entry] = []
+    p = Pipeline(Settings(node="p"), out.append)
+    real = p.registry.dissector_for
+
+    def failing_choice(*args: int) -> object:
+        sniffer = real(*args)
+        failing = BUILTIN[0]._replace(factory=lambda _limits: _Raising(DissectError("x")))
+        monkeypatch.setattr(sniffer, "_candidates", [(failing, True)])
+        return sniffer
+
+    monkeypatch.setattr(p.registry, "dissector_for", failing_choice)
+    p.feed(http_frames())
+    p.finish()
+    (e,) = out
+    assert e.protocol == "tcp" and e.flags.count("http-unparsed") == 1
+    assert p.summary()["dissect_errors"] == {"http": 1}  # never handed back to the failure
 
 
 class _Raising:

@@ -21,7 +21,7 @@ from typing import Protocol
 from pilotfish.config import Settings
 from pilotfish.decode.decoder import Decoder
 from pilotfish.dissect.base import DissectError, Dissector
-from pilotfish.dissect.registry import Registry
+from pilotfish.dissect.registry import Registry, Sniffer
 from pilotfish.flows.flow import Flow
 from pilotfish.flows.table import FlowTable
 from pilotfish.model import Endpoint, Entry, Exchange, Frame
@@ -53,10 +53,12 @@ def address_text(addr: bytes) -> str:
 class _FlowState:
     """What the pipeline keeps per flow (in `Flow.state`)."""
 
-    __slots__ = ("dissector", "dst", "failed", "src", "stream")
+    __slots__ = ("dissector", "dst", "failed", "sniffer", "src", "stream")
 
     def __init__(self, dissector: Dissector, src: Endpoint, dst: Endpoint, stream: str) -> None:
         self.dissector = dissector
+        # while a Sniffer is still choosing; afterwards its choice is called directly
+        self.sniffer = dissector if isinstance(dissector, Sniffer) else None
         self.src = src
         self.dst = dst
         self.stream = stream
@@ -88,6 +90,7 @@ class Pipeline:
         self.dissect_errors: Counter[str] = Counter()
         self.dissector_crashes: Counter[str] = Counter()
         self._seq = 0
+        self._id_prefix = f"{self.node}-"
         self._now = float("-inf")
         self._until_tick = _TICK_FRAMES
         self._max_delay = max_delay  # live capture: never hold an entry longer than this
@@ -161,6 +164,8 @@ class Pipeline:
         except Exception as exc:  # isolation boundary, see module docstring
             self._give_up(flow, state, exc)
             return
+        if state.sniffer is not None:
+            self._sniffed(state)
         if exchanges:
             self._exchanges(flow, state, exchanges)
 
@@ -202,6 +207,18 @@ class Pipeline:
         flow.state = state
         return state
 
+    @staticmethod
+    def _sniffed(state: _FlowState) -> None:
+        """Once the sniffer has chosen, talk to its choice without the forwarding hop."""
+        sniffer = state.sniffer
+        if sniffer is None:
+            return
+        if state.dissector is not sniffer:  # replaced meanwhile (gave up, upgraded)
+            state.sniffer = None
+        elif sniffer.chosen is not None:
+            state.dissector = sniffer.chosen
+            state.sniffer = None
+
     def _give_up(self, flow: Flow, state: _FlowState, exc: Exception) -> None:
         proto = state.dissector.protocol
         if isinstance(exc, DissectError):
@@ -223,35 +240,41 @@ class Pipeline:
                 )
 
     def _entry(self, state: _FlowState, ex: Exchange, flow_ts: float) -> Entry:
-        self._seq += 1
+        self._seq = seq = self._seq + 1
         req_ts = ex.request_ts
         resp_ts = ex.response_ts
-        start = req_ts if req_ts is not None else resp_ts if resp_ts is not None else flow_ts
         elapsed = None
-        if req_ts is not None and resp_ts is not None:
-            elapsed = max(0, round((resp_ts - req_ts) * 1_000_000))
+        if req_ts is None:
+            start = resp_ts if resp_ts is not None else flow_ts
+        else:
+            start = req_ts
+            if resp_ts is not None:
+                elapsed = round((resp_ts - req_ts) * 1_000_000)
+                if elapsed < 0:
+                    elapsed = 0
         flags = ex.flags
         if state.failed:
             flags = [*flags, *(f"{p}-unparsed" for p in state.failed)]
-        self.entries[ex.protocol] += 1
-        return Entry(
-            id=f"{self.node}-{self._seq}",
-            protocol=ex.protocol,
-            timestamp=start,
-            elapsed_us=elapsed,
-            src=state.src,
-            dst=state.dst,
-            method=ex.method,
-            path=ex.path,
-            status=ex.status,
-            summary=ex.summary,
-            request=ex.request,
-            response=ex.response,
-            tls=ex.tls,
-            capture=self.capture,
-            stream=state.stream,
-            node=self.node,
-            flags=flags,
+        protocol = ex.protocol
+        self.entries[protocol] += 1
+        return Entry(  # positional, in model.Entry's field order (cheaper than keywords)
+            f"{self._id_prefix}{seq}",
+            protocol,
+            start,
+            elapsed,
+            state.src,
+            state.dst,
+            ex.method,
+            ex.path,
+            ex.status,
+            ex.summary,
+            ex.request,
+            ex.response,
+            ex.tls,
+            self.capture,
+            state.stream,
+            self.node,
+            flags,
         )
 
     # --- reporting ----------------------------------------------------------------------

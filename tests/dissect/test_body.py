@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pilotfish.config import DissectLimits
-from pilotfish.dissect.body import BodyDecoder, is_textual, render
+from pilotfish.dissect.body import BodyDecoder, is_textual, render, render_chunks, render_identity
 
 LIMITS = DissectLimits()
 
@@ -132,3 +132,23 @@ def test_gzip_roundtrip_under_any_chunking(data: bytes, step: int) -> None:
     out = decoder.finish()
     assert out.body_size == len(data)
     assert (base64.b64decode(out.body) if out.encoding == "base64" else out.body.encode()) == data
+
+
+@given(
+    st.lists(st.binary(max_size=40), min_size=1, max_size=4),
+    st.sampled_from([None, "text/plain", "application/json", "image/png"]),
+    st.integers(0, 100),
+)
+def test_render_chunks_agrees_with_render_identity(
+    chunks: list[bytes], ctype: str | None, limit: int
+) -> None:
+    """The per-message tuple form gives exactly what the RenderedBody form gives."""
+    seen = sum(map(len, chunks))
+    full = render_identity(chunks, seen, ctype, limit)
+    assert render_chunks(chunks, seen, ctype, limit) == (full.body, full.encoding, full.truncated)
+    assert full.body_size == seen and full.info is None
+
+
+def test_render_chunks_keeps_a_character_cut_by_the_limit_out() -> None:
+    text = "h\u00e9llo".encode()  # the e-acute takes two bytes: a limit of 2 cuts it
+    assert render_chunks([text], len(text), "text/plain", 2) == ("h", "text", True)

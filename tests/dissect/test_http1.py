@@ -605,3 +605,52 @@ def test_gap_between_answers_marks_only_the_next_one() -> None:
     d.gap(SERVER, 10, 1.2)
     (second,) = d.feed(SERVER, b"HTTP/1.1 204 No Content\r\n\r\n", 1.3)
     assert (second.path, second.status, second.flags) == ("/b", 204, ["gap"])
+
+
+def test_common_and_unusual_header_spellings_give_the_same_keys() -> None:
+    resp = (
+        b"HTTP/1.1 200 OK\r\nCONTENT-TYPE: text/plain\r\nx-Trace: 1\r\nDate: now\r\n"
+        b"content-length: 2\r\nHoSt: h\r\n\r\nok"
+    )
+    ex = only(run([(CLIENT, GET, 1.0), (SERVER, resp, 2.0)]))
+    assert ex.response is not None
+    assert ex.response.headers == {
+        "content-type": "text/plain",
+        "x-trace": "1",
+        "date": "now",
+        "content-length": "2",
+        "host": "h",
+    }
+    assert ex.response.body == "ok" and ex.response.size == len(resp)
+
+
+_NAMES = st.one_of(
+    st.sampled_from(["Host", "host", "HOST", "Content-Type", "ETag", "etag", "Set-Cookie"]),
+    st.text("abcXYZ-_0123456789!#$%&'*+.^`|~", min_size=1, max_size=12),
+)
+_VALUES = st.text(  # visible ASCII and obs-text; DEL and controls are refused by the parser
+    st.one_of(
+        st.characters(min_codepoint=0x21, max_codepoint=0x7E),
+        st.characters(min_codepoint=0x80, max_codepoint=0xFF),
+    ),
+    max_size=20,
+)
+
+
+@given(st.lists(st.tuples(_NAMES, _VALUES), max_size=12))
+def test_property_header_dict_matches_a_plain_reference(pairs: list[tuple[str, str]]) -> None:
+    """Lower-cased names, repeats joined (Set-Cookie by newline), sizes adding up to the wire."""
+    block = b"".join(f"{n}: {v}\r\n".encode("latin-1") for n, v in pairs)
+    resp = b"HTTP/1.1 204 No Content\r\n" + block + b"\r\n"
+    expected: dict[str, str] = {}
+    for name, value in pairs:
+        key = name.lower()
+        if key in expected:
+            value = expected[key] + ("\n" if key == "set-cookie" else ", ") + value
+        expected[key] = value
+    if any(k in ("content-length", "transfer-encoding", "upgrade") for k in expected):
+        return  # framing headers change the message itself
+    ex = only(run([(CLIENT, GET, 1.0), (SERVER, resp, 2.0)]))
+    assert ex.response is not None
+    assert ex.response.headers == expected
+    assert ex.response.size == len(resp)

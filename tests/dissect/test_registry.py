@@ -47,8 +47,10 @@ def test_http_on_an_unhinted_port_is_found_by_content() -> None:
     assert d.pending_since() is None
     assert d.feed(CLIENT, GET[:3], 1.0) == []  # "GET" alone: not sure yet
     assert d.pending_since() == 1.0
+    assert getattr(d, "chosen", "no attribute") is None  # still undecided
     out = drive(d, [(CLIENT, GET[3:], 1.1), (SERVER, OK, 2.0)])
     assert d.protocol == "http"
+    assert getattr(d, "chosen", None) is not None and d.chosen.protocol == "http"  # type: ignore[attr-defined]
     assert [(e.protocol, e.method, e.status, e.request_ts) for e in out] == [
         ("http", "GET", 200, 1.0)
     ]

@@ -375,3 +375,57 @@ def test_property_garbage_never_raises_and_stays_bounded(
     stream.finish(2.0)
     assert stream.pending_bytes == 0 and stats.pending_bytes == 0
     assert len(out.joined) == counts[1] <= 500
+
+
+def _state(stream: TcpStream, out: Out, stats: FlowStats, counts: list[int]) -> tuple[object, ...]:
+    return (
+        out.events,
+        stats,
+        counts,
+        stream.offset,
+        stream.fin_offset,
+        stream.pending_bytes,
+        stream.cut,
+        stream.finished,
+        stream.next_seq,
+    )
+
+
+def test_in_order_fast_path_stops_at_the_byte_cap() -> None:
+    stream, out, stats, counts = started(limits=FlowLimits(max_stream_bytes=6))
+    stream.segment(1001, DATA, b"abc", 1.0)  # fits: delivered whole
+    stream.segment(1004, DATA, b"defg", 2.0)  # crosses the cap: cut at 6
+    stream.segment(1008, DATA, b"h", 3.0)  # after the cut: dropped
+    assert out.events == [("data", b"abc", 1.0), ("data", b"def", 2.0)]
+    assert stream.cut and counts[1] == 6 and stats.cut_bytes == 2
+
+
+def test_in_order_segment_with_fin_still_records_the_fin() -> None:
+    stream, out, _, _ = started()
+    stream.segment(1001, DATA | TCP_FIN, b"bye", 1.0)
+    assert out.joined == b"bye" and stream.fin_offset == 3 and stream.finished
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 40),  # offset from the ISN: in order, behind, ahead
+            st.sampled_from([DATA, DATA | TCP_FIN, TCP_SYN, TCP_ACK]),
+            st.binary(max_size=12),
+        ),
+        max_size=40,
+    ),
+    st.integers(1, 60),
+)
+def test_property_fast_path_equals_the_general_path(
+    packets: list[tuple[int, int, bytes]], cap: int
+) -> None:
+    """`segment` (with its in-order shortcut) and `_segment` (the full rules) agree."""
+    limits = FlowLimits(max_stream_bytes=cap, max_pending_bytes=30)
+    fast = make(limits)
+    slow = make(limits)
+    for rel, flags, payload in packets:
+        seq = (SEQ_MASK - 10 + rel) & SEQ_MASK  # crosses the wrap-around
+        fast[0].segment(seq, flags, payload, 1.0)
+        slow[0]._segment(seq, flags, payload, 1.0)
+        assert _state(*fast) == _state(*slow)

@@ -73,11 +73,24 @@ def render_identity(
 ) -> RenderedBody:
     """The fast path for bodies without Content-Encoding: `chunks` hold at least the first
     `body_limit` bytes (or all of them) of `seen` bytes."""
-    data = b"".join(chunks)
+    body, encoding, truncated = render_chunks(chunks, seen, content_type, body_limit)
+    return RenderedBody(body, encoding, seen, truncated, None)
+
+
+def render_chunks(
+    chunks: list[bytes], seen: int, content_type: str | None, body_limit: int
+) -> tuple[str, Literal["text", "base64"], bool]:
+    """`render_identity` as a plain (body, encoding, truncated) tuple, for per-message use."""
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if len(data) > body_limit:
         data = data[:body_limit]
+    if content_type and is_textual(content_type):
+        try:
+            return data.decode("utf-8"), "text", seen > len(data)
+        except UnicodeDecodeError:
+            pass
     body, encoding = render(data, content_type)
-    return RenderedBody(body, encoding, seen, seen > len(data), None)
+    return body, encoding, seen > len(data)
 
 
 class BodyDecoder:

@@ -40,8 +40,9 @@ import httptools
 
 from pilotfish.config import DissectLimits
 from pilotfish.dissect.base import DissectError
-from pilotfish.dissect.body import EMPTY_BODY, BodyDecoder, RenderedBody, render_identity
+from pilotfish.dissect.body import BodyDecoder, render_chunks
 from pilotfish.dissect.http1side import HELD, PARSE, SYNC, Side
+from pilotfish.dissect.httpheaders import header_dict
 from pilotfish.dissect.httpstart import (
     MAYBE,
     METHODS,
@@ -61,7 +62,6 @@ _BODYLESS: Final = frozenset(("HEAD", "CONNECT"))
 _IDENTITY: Final = frozenset(("", "identity"))
 _METHOD_NAMES: Final = {m.encode(): m for m in METHODS}
 _VERSIONS: Final = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
-
 # A waiting request: (ts, method, path, payload, flags, held) -- held: the client stream is
 # paused behind it (Upgrade or CONNECT) until its response arrives.
 _Request = tuple[float, str, str, Payload, tuple[str, ...], bool]
@@ -315,13 +315,15 @@ class Http1Dissector:
     # --- messages -----------------------------------------------------------------------
 
     def _headers_done(self, side: Side) -> None:
-        side.hdict, size = _header_dict(side.headers, {})
-        coding = side.hdict.get("content-encoding")
+        hdict, size = header_dict(side.headers)
+        side.hdict = hdict
+        coding = hdict.get("content-encoding")
         side.coded = coding is not None and coding.strip().lower() not in _IDENTITY
         if size > self._limits.max_header_bytes:
             raise DissectError("http: header block over max_header_bytes")
-        side.head_size = size + sum(map(len, side.text))
-        if side.direction == SERVER and self._pending:
+        text = side.text
+        side.head_size = size + (len(text[0]) if len(text) == 1 else sum(map(len, text)))
+        if self._bodyless and side.direction == SERVER and self._pending:
             method = self._pending[0][1]
             if method in _BODYLESS:
                 status = side.parser.get_status_code()
@@ -336,40 +338,46 @@ class Http1Dissector:
         headers = side.hdict
         trailer = 0
         if len(side.headers) > side.n_head:  # trailers after a chunked body
-            headers, trailer = _header_dict(side.headers[side.n_head :], dict(headers))
+            headers, trailer = header_dict(side.headers[side.n_head :], dict(headers))
             trailer -= 2  # their blank line is counted in the last chunk's framing
-        body: RenderedBody = EMPTY_BODY
-        if side.body is not None:
-            body = side.body.finish()
-        elif side.seen:
-            body = render_identity(
-                side.raw, side.seen, headers.get("content-type"), self._limits.body_limit
-            )
         size = start_line + side.head_size + side.body_wire + side.chunk_overhead + trailer
         side.accounted += size
         version = side.parser.get_http_version()
-        side.last_payload = payload = Payload(
-            size,
-            headers,
-            body.body,
-            body.body_size,
-            body.truncated,
-            body.encoding,
-            _VERSIONS.get(version) or "HTTP/" + version,
-            None,
-            None,
-            body.info,
-        )
+        version = _VERSIONS.get(version) or "HTTP/" + version
+        payload: Payload
+        if side.body is not None:
+            body = side.body.finish()
+            payload = Payload(
+                size,
+                headers,
+                body.body,
+                body.body_size,
+                body.truncated,
+                body.encoding,
+                version,
+                None,
+                None,
+                body.info,
+            )
+        elif side.seen:
+            text, encoding, truncated = render_chunks(
+                side.raw, side.seen, headers.get("content-type"), self._limits.body_limit
+            )
+            payload = Payload(size, headers, text, side.seen, truncated, encoding, version)
+        else:
+            payload = Payload(size, headers, version=version)
+        side.last_payload = payload
         return payload
 
     def _request_done(self, side: Side) -> None:
         parser = side.parser
         # Until the target starts the method may not be parsed yet (message cut short).
         method = ""
-        if side.text:
+        text = side.text
+        if text:
             raw = parser.get_method()
             method = _METHOD_NAMES.get(raw) or raw.decode("ascii", "replace")
-        path = b"".join(side.text).decode("latin-1")
+        path = (text[0] if len(text) == 1 else b"".join(text)).decode("latin-1")
         payload = self._payload(side, len(method) + 12)
         if self._early is not None:  # the server answered before this request was complete
             resp_ts, status, resp_payload, resp_flags = self._early
@@ -386,7 +394,7 @@ class Http1Dissector:
                     summary_of(method, path, status),
                     payload,
                     resp_payload,
-                    [*side.flags, *resp_flags, "early-response"],
+                    _join_flags(side.flags, resp_flags, ("early-response",)),
                 )
             )
             return
@@ -454,7 +462,7 @@ class Http1Dissector:
                 summary_of(method, path, status),
                 req_payload,
                 payload,
-                [*req_flags, *side.flags],
+                _join_flags(req_flags, side.flags),
                 upgrade,
             )
         )
@@ -498,27 +506,9 @@ class Http1Dissector:
             self._slow(client, held)
 
 
-def _header_dict(
-    raw: list[tuple[bytes, bytes]], into: dict[str, str]
-) -> tuple[dict[str, str], int]:
-    """Lower-case names -> values (repeats joined), and the block's size on the wire."""
-    if not raw:
-        return into, 2
-    names, values = zip(*raw, strict=False)
-    # One decode per block: NUL cannot appear in names or values (the parser refuses it).
-    joined_names = b"\0".join(names)
-    joined_values = b"\0".join(values)
-    size = len(joined_names) + len(joined_values) + 2 * len(raw) + 4
-    keys = joined_names.decode("latin-1").lower().split("\0")
-    texts = joined_values.decode("latin-1").split("\0")
-    if not into:
-        simple = dict(zip(keys, texts, strict=False))
-        if len(simple) == len(keys):  # no repeated names: the common case
-            return simple, size
-    for key, text in zip(keys, texts, strict=False):
-        old = into.get(key)
-        into[key] = text if old is None else old + ("\n" if key == "set-cookie" else ", ") + text
-    return into, size
+def _join_flags(*groups: tuple[str, ...] | list[str]) -> list[str]:
+    """Request and response flags together, each once, in first-seen order."""
+    return list(dict.fromkeys(flag for group in groups for flag in group))
 
 
 def _reconcile(side: Side) -> None:

@@ -153,6 +153,12 @@ class Sniffer:
             return self._chosen.pending_since()
         return self._held[0][3] if self._held else None
 
+    @property
+    def chosen(self) -> Dissector | None:
+        """The dissector the flow was given, once decided; the owner may then call it
+        directly (every call here only forwards to it from then on)."""
+        return self._chosen
+
     def _current(self) -> Dissector:
         return self._chosen if self._chosen is not None else self._fallback
 

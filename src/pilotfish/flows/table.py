@@ -120,14 +120,41 @@ class FlowTable:
         stats.packets += 1
         low = src < dst or (src == dst and sport <= dport)
         key = (src, sport, dst, dport) if low else (dst, dport, src, sport)
-        if proto == IPPROTO_TCP:
-            stats.tcp_packets += 1
-            self._tcp_packet(ts, key, low, sport, dport, seq, ack, flags, payload)
-        elif proto == IPPROTO_UDP:
-            stats.udp_packets += 1
-            self._udp_packet(ts, key, low, sport, dport, payload)
+        if proto != IPPROTO_TCP:
+            if proto == IPPROTO_UDP:
+                stats.udp_packets += 1
+                self._udp_packet(ts, key, low, sport, dport, payload)
+            else:
+                stats.other_packets += 1
+            return
+        stats.tcp_packets += 1
+        flow = self._tcp.get(key)
+        if flow is None or flags & TCP_SYN:
+            flow = self._tcp_flow(ts, key, low, sport, dport, seq, flags, payload, flow)
+            if flow is None:
+                return
         else:
-            stats.other_packets += 1
+            self._tcp.move_to_end(key)
+        flow.last_ts = ts
+        flow.packets += 1
+        streams = flow.streams
+        if low == flow.client_low:
+            sender, receiver = streams
+        else:
+            receiver, sender = streams
+        if flags & TCP_ACK:
+            # Before this side's data: a request's lost tail is reported before the response.
+            receiver.acked(ack, ts)
+        sender.segment(seq, flags, payload, ts)
+        if flags & TCP_RST:
+            self._close(flow, key, ts, "rst")
+        elif (
+            sender.fin_offset is not None
+            and receiver.fin_offset is not None
+            and sender.finished
+            and receiver.finished
+        ):
+            self._close(flow, key, ts, "fin")
 
     def expire(self, now: float) -> None:
         """Close flows idle longer than their timeout at capture time `now`."""
@@ -155,7 +182,7 @@ class FlowTable:
 
     # --- TCP -------------------------------------------------------------------------------
 
-    def _tcp_packet(
+    def _tcp_flow(
         self,
         ts: float,
         key: _Key,
@@ -163,11 +190,11 @@ class FlowTable:
         sport: int,
         dport: int,
         seq: int,
-        ack: int,
         flags: int,
         payload: bytes,
-    ) -> None:
-        flow = self._tcp.get(key)
+        flow: _TcpFlow | None,
+    ) -> _TcpFlow | None:
+        """The flow a packet with SYN, or of an unknown 4-tuple, belongs to (None: drop it)."""
         syn_only = flags & _SYN_OR_ACK == TCP_SYN
         if flow is not None:
             if syn_only and self._starts_new_connection(flow, low, seq):
@@ -175,35 +202,17 @@ class FlowTable:
                     flow.streams[1].fin_offset is not None
                 )
                 self._close(flow, key, ts, "fin" if fin else "reused")
-                flow = None
             else:
                 self._tcp.move_to_end(key)
-        if flow is None:
-            closed = self._closed
-            if key in closed:
-                if not syn_only:
-                    if payload:
-                        self.stats.data_after_close += 1
-                    return
-                del closed[key]
-            flow = self._open_tcp(ts, key, low, sport, dport, flags)
-        flow.last_ts = ts
-        flow.packets += 1
-        direction = CLIENT if low == flow.client_low else SERVER
-        streams = flow.streams
-        if flags & TCP_ACK:
-            # Before this side's data: a request's lost tail is reported before the response.
-            streams[1 - direction].acked(ack, ts)
-        streams[direction].segment(seq, flags, payload, ts)
-        if flags & TCP_RST:
-            self._close(flow, key, ts, "rst")
-        elif (
-            streams[0].fin_offset is not None
-            and streams[1].fin_offset is not None
-            and streams[0].finished
-            and streams[1].finished
-        ):
-            self._close(flow, key, ts, "fin")
+                return flow
+        closed = self._closed
+        if key in closed:
+            if not syn_only:
+                if payload:
+                    self.stats.data_after_close += 1
+                return None
+            del closed[key]
+        return self._open_tcp(ts, key, low, sport, dport, flags)
 
     def _starts_new_connection(self, flow: _TcpFlow, low: bool, seq: int) -> bool:
         streams = flow.streams

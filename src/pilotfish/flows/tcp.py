@@ -41,6 +41,7 @@ from pilotfish.model import TCP_FIN, TCP_SYN
 SEQ_MASK = 0xFFFFFFFF
 _HALF = 1 << 31
 BOGUS_DISTANCE = 1 << 30  # bytes; farther than any real window
+_SYN_FIN = TCP_SYN | TCP_FIN
 
 DataOut = Callable[[bytes, float], None]
 GapOut = Callable[[int, float], None]
@@ -109,6 +110,24 @@ class TcpStream:
 
     def segment(self, seq: int, flags: int, payload: bytes, ts: float) -> None:
         """One segment this side sent: its sequence number, TCP flags and payload."""
+        if not flags & _SYN_FIN and self.started:
+            n = len(payload)
+            if not n:
+                return  # a pure ACK: nothing to deliver or to record on this side
+            if (
+                not self._starts
+                and not self._cut
+                and (seq - self._base - self.offset) & SEQ_MASK == 0
+                and self._counts[self._index] + n <= self._limit
+            ):
+                # The common case: in order, nothing buffered, below the byte cap.
+                self._counts[self._index] += n
+                self.offset += n
+                self._on_data(payload, ts)
+                return
+        self._segment(seq, flags, payload, ts)
+
+    def _segment(self, seq: int, flags: int, payload: bytes, ts: float) -> None:
         if flags & TCP_SYN:
             if not self.started:
                 self.syn_isn = seq
