@@ -1,3 +1,44 @@
+"""Build steps beyond pyproject.toml: the AF_XDP ring helper (cffi) and the compiled hot path.
+
+The modules every packet and every message pass through are compiled with mypyc (from their
+own typed source; nothing else changes).  `PILOTFISH_PURE=1` builds without them, for
+debugging: the same source then runs interpreted.  After editing one of these modules, run
+`make install` (the bootstrap rebuilds when a compiled module is older than its source).
+"""
+
+import os
+
 from setuptools import setup
 
-setup(cffi_modules=["src/pilotfish/capture/_xsk_build.py:ffibuilder"])
+# The read path: file -> frames -> L4 packets -> flows -> HTTP/1 -> entries in order.
+COMPILED = [
+    "src/pilotfish/capture/pcapfile.py",
+    "src/pilotfish/decode/decoder.py",
+    "src/pilotfish/decode/fragments.py",
+    "src/pilotfish/decode/ip.py",
+    "src/pilotfish/decode/link.py",
+    "src/pilotfish/decode/stats.py",
+    "src/pilotfish/decode/transport.py",
+    "src/pilotfish/decode/tunnel.py",
+    "src/pilotfish/flows/flow.py",
+    "src/pilotfish/flows/stats.py",
+    "src/pilotfish/flows/table.py",
+    "src/pilotfish/flows/tcp.py",
+    "src/pilotfish/dissect/body.py",
+    "src/pilotfish/dissect/http1.py",
+    "src/pilotfish/dissect/http1side.py",
+    "src/pilotfish/dissect/httpheaders.py",
+    "src/pilotfish/pipeline.py",
+    "src/pilotfish/reorder.py",
+]
+
+ext_modules = []
+if os.environ.get("PILOTFISH_PURE", "") != "1":
+    from mypyc.build import mypycify
+
+    ext_modules = mypycify(COMPILED, opt_level="3", debug_level="0")
+
+setup(
+    cffi_modules=["src/pilotfish/capture/_xsk_build.py:ffibuilder"],
+    ext_modules=ext_modules,
+)

@@ -38,5 +38,17 @@ stamp=.venv/.pilotfish-lock
 if [ ! -f "$stamp" ] || ! cmp -s requirements.lock "$stamp"; then
   uv pip sync -q --python .venv/bin/python requirements.lock
   cp requirements.lock "$stamp"
+  rm -f .venv/.pilotfish-compiled  # sync removed the project itself: install it again
 fi
-uv pip install -q --python .venv/bin/python --no-deps -e .
+# The hot path is compiled (setup.py): build when the compiled source changed since the last
+# build, or always with nothing to compare.  PILOTFISH_PURE=1 runs it all interpreted.
+if [ "${PILOTFISH_PURE:-}" = 1 ]; then
+  find src -name '*.cpython-*.so' -delete
+  rm -f .venv/.pilotfish-compiled
+  PILOTFISH_PURE=1 uv pip install -q --python .venv/bin/python --no-deps --no-build-isolation -e .
+elif [ ! -x .venv/bin/pilotfish ] || ! .venv/bin/python scripts/compiled.py check; then
+  echo "bootstrap: compiling the hot path (about a minute)"
+  uv pip install -q --python .venv/bin/python --no-deps --no-build-isolation \
+    --reinstall-package pilotfish -e .
+  .venv/bin/python scripts/compiled.py stamp
+fi

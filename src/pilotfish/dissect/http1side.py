@@ -143,7 +143,8 @@ class Side:
     def on_url(self, url: bytes) -> None:
         self.text.append(url)
 
-    on_status = on_url
+    def on_status(self, status: bytes) -> None:
+        self.text.append(status)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
