@@ -26,6 +26,7 @@ from pilotfish.live import LiveOptions
 from pilotfish.model import Entry
 from pilotfish.offline import read_file
 from pilotfish.output import FORMATS, Format, renderer, summary_lines
+from pilotfish.runtime import tune_gc
 
 app = typer.Typer(
     name="pilotfish",
@@ -229,6 +230,7 @@ def version() -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="pilotfish: %(message)s")
+    tune_gc()
     try:
         app()
     except BrokenPipeError:

@@ -394,7 +394,7 @@ class Http1Dissector:
                     summary_of(method, path, status),
                     payload,
                     resp_payload,
-                    _join_flags(side.flags, resp_flags, ("early-response",)),
+                    _join_flags(side.flags, (*resp_flags, "early-response")),
                 )
             )
             return
@@ -506,9 +506,13 @@ class Http1Dissector:
             self._slow(client, held)
 
 
-def _join_flags(*groups: tuple[str, ...] | list[str]) -> list[str]:
+def _join_flags(first: tuple[str, ...], second: tuple[str, ...]) -> list[str]:
     """Request and response flags together, each once, in first-seen order."""
-    return list(dict.fromkeys(flag for group in groups for flag in group))
+    if not second:
+        return list(first)
+    if not first:
+        return list(second)
+    return list(dict.fromkeys(first + second))
 
 
 def _reconcile(side: Side) -> None:
