@@ -1,13 +1,15 @@
 """Build steps beyond pyproject.toml: the AF_XDP ring helper (cffi) and the compiled hot path.
 
 The modules every packet and every message pass through are compiled with mypyc (from their
-own typed source; nothing else changes).  `PILOTFISH_PURE=1` builds without them, for
-debugging: the same source then runs interpreted.  After editing one of these modules, run
+own typed source; nothing else changes), and one scanner is written in Cython.
+`PILOTFISH_PURE=1` builds without mypyc, for debugging: the same source then runs
+interpreted (the scanner is always compiled).  After editing one of these modules, run
 `make install` (the bootstrap rebuilds when a compiled module is older than its source).
 """
 
 import os
 
+from Cython.Build import cythonize
 from setuptools import setup
 
 # The read path: file -> frames -> L4 packets -> flows -> HTTP/1 -> entries in order.
@@ -27,16 +29,20 @@ COMPILED = [
     "src/pilotfish/dissect/body.py",
     "src/pilotfish/dissect/http1.py",
     "src/pilotfish/dissect/http1side.py",
+    "src/pilotfish/dissect/http1whole.py",
     "src/pilotfish/dissect/httpheaders.py",
     "src/pilotfish/pipeline.py",
     "src/pilotfish/reorder.py",
 ]
 
-ext_modules = []
+# Written for the compiler: the scanner of whole HTTP/1 heads (dissect/http1whole.py).
+CYTHON = ["src/pilotfish/dissect/_headscan.pyx"]
+
+ext_modules = cythonize(CYTHON, quiet=True)
 if os.environ.get("PILOTFISH_PURE", "") != "1":
     from mypyc.build import mypycify
 
-    ext_modules = mypycify(COMPILED, opt_level="3", debug_level="0")
+    ext_modules += mypycify(COMPILED, opt_level="3", debug_level="0")
 
 setup(
     cffi_modules=["src/pilotfish/capture/_xsk_build.py:ffibuilder"],

@@ -1,4 +1,4 @@
-"""Is the compiled hot path (the modules `setup.py` lists in COMPILED) built from the source
+"""Is the compiled hot path (the modules `setup.py` lists in COMPILED and CYTHON) built from the source
 now in the tree?
 
     python scripts/compiled.py check   exit 0 when it is (or nothing is compiled), 1 when not
@@ -22,12 +22,13 @@ STAMP = ROOT / ".venv" / ".pilotfish-compiled"
 
 def compiled_sources() -> list[Path]:
     tree = ast.parse((ROOT / "setup.py").read_text())
+    found: list[Path] = []
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "COMPILED" for t in node.targets
+            isinstance(t, ast.Name) and t.id in ("COMPILED", "CYTHON") for t in node.targets
         ):
-            return [ROOT / str(name) for name in ast.literal_eval(node.value)]
-    return []
+            found += [ROOT / str(name) for name in ast.literal_eval(node.value)]
+    return found
 
 
 def digest() -> str:

@@ -39,6 +39,7 @@ from typing import Final
 import httptools
 
 from pilotfish.config import DissectLimits
+from pilotfish.dissect import http1whole
 from pilotfish.dissect.base import DissectError
 from pilotfish.dissect.body import BodyDecoder, render_chunks
 from pilotfish.dissect.http1side import HELD, PARSE, SYNC, Side
@@ -104,6 +105,10 @@ class Http1Dissector:
         side.ts = ts
         out = self._out = []
         if side.mode == PARSE and not (direction == SERVER and self._bodyless):
+            if not side.begun:
+                data = self._whole(side, data)
+                if not data:
+                    return out
             rest = self._parse(side, data)
             if rest:
                 self._slow(side, rest)
@@ -194,12 +199,49 @@ class Http1Dissector:
         if side.begun:
             side.fed += len(data)
         elif side.last_payload is not None:  # between messages: settle the sizes
+            # (it stays the last message: stray bytes in a later segment are its own too)
             side.last_payload.size += side.fed + len(data) - side.accounted
-            side.last_payload = None
             side.fed = side.accounted = 0
         else:
             side.fed = side.accounted = 0
         return b""
+
+    def _whole(self, side: Side, data: bytes) -> bytes:
+        """Take the messages at the front of `data` that are there whole (http1whole); return
+        the rest, for the incremental parser.  The parser is between messages."""
+        whole = http1whole.request if side.direction == CLIENT else http1whole.response
+        max_head = self._limits.max_header_bytes
+        at = 0
+        while True:
+            message = whole(data, at, max_head)
+            if message is None:
+                break
+            end, method, text, status, version, hdict, head_len, body = message
+            if not _keeps_alive(hdict, version):
+                break  # the parser must see a closing message itself: it refuses what follows
+            _reconcile(side)  # the incremental parser's last message is settled first
+            side.on_message_begin()
+            side.in_head = False
+            side.method, side.status, side.version = method, status, version
+            side.text = [text]
+            side.hdict = hdict
+            side.n_head = 0
+            coding = hdict.get("content-encoding")
+            side.coded = coding is not None and coding.strip().lower() not in _IDENTITY
+            # the size on the wire is exact: the start line's constant part, then the rest
+            side.head_size = head_len - (len(method) + 12 if method else 15)
+            if body:
+                side.on_body(body)
+            side.begun = False
+            side.done(side)
+            # exact size: nothing to settle, but stray bytes after it (a CRLF) are its own
+            side.fed = side.accounted = 0
+            at = end
+            if at == len(data) or self._done or side.mode != PARSE:
+                break
+            if side.direction == SERVER and self._bodyless:
+                break  # a HEAD is waiting: its answer's end is found by the blank line
+        return data[at:] if at else data
 
     def _slow(self, side: Side, data: bytes) -> None:
         """Sync scanning, held client bytes and HEAD-aware server feeding."""
@@ -299,6 +341,7 @@ class Http1Dissector:
         """End the message in progress as it is; the direction starts over."""
         if side.in_head:
             side.n_head = len(side.headers)
+            side.read_start_line()
             self._headers_done(side)
         side.begun = False
         side.done(side)
@@ -326,7 +369,7 @@ class Http1Dissector:
         if self._bodyless and side.direction == SERVER and self._pending:
             method = self._pending[0][1]
             if method in _BODYLESS:
-                status = side.parser.get_status_code()
+                status = side.status
                 side.cut = (method == "HEAD" and status >= 200) or 200 <= status < 300
 
     def _decoder_for(self, headers: dict[str, str]) -> BodyDecoder:
@@ -342,7 +385,7 @@ class Http1Dissector:
             trailer -= 2  # their blank line is counted in the last chunk's framing
         size = start_line + side.head_size + side.body_wire + side.chunk_overhead + trailer
         side.accounted += size
-        version = side.parser.get_http_version()
+        version = side.version
         version = _VERSIONS.get(version) or "HTTP/" + version
         payload: Payload
         if side.body is not None:
@@ -375,7 +418,7 @@ class Http1Dissector:
         method = ""
         text = side.text
         if text:
-            raw = parser.get_method()
+            raw = side.method
             method = _METHOD_NAMES.get(raw) or raw.decode("ascii", "replace")
         path = (text[0] if len(text) == 1 else b"".join(text)).decode("latin-1")
         payload = self._payload(side, len(method) + 12)
@@ -408,7 +451,7 @@ class Http1Dissector:
 
     def _response_done(self, side: Side) -> None:
         self._messages += 1
-        code = side.parser.get_status_code()
+        code = side.status
         status = code if code else None  # None: the status line was cut short
         if 100 <= code < 200 and code != 101:
             if len(self._informational) < 16:
@@ -504,6 +547,14 @@ class Http1Dissector:
             client.new_parser()
         if held:
             self._slow(client, held)
+
+
+def _keeps_alive(headers: dict[str, str], version: str) -> bool:
+    """Whether the connection stays open after a message (as the parser decides it)."""
+    connection = headers.get("connection")
+    if connection is None:
+        return version == "1.1"
+    return connection.lower() == "keep-alive"  # any other value: the parser's own reading
 
 
 def _join_flags(first: tuple[str, ...], second: tuple[str, ...]) -> list[str]:

@@ -51,6 +51,7 @@ class Side:
         "in_head",
         "last_payload",
         "make_decoder",
+        "method",
         "mode",
         "msg_ts",
         "n_head",
@@ -58,11 +59,13 @@ class Side:
         "raw",
         "seen",
         "skipped",
+        "status",
         "sync_buf",
         "sync_ts",
         "tail3",
         "text",
         "ts",
+        "version",
     )
 
     def __init__(
@@ -110,6 +113,10 @@ class Side:
         self.chunk_mark = -1
         self.chunk_overhead = 0
         self.flags: tuple[str, ...] = ()
+        # the start line, once known: method (requests), status (responses), "1.1"/"1.0"
+        self.method = b""
+        self.status = 0
+        self.version = ""
 
     def new_parser(self) -> None:
         if self.direction == CLIENT:
@@ -149,7 +156,17 @@ class Side:
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
 
+    def read_start_line(self) -> None:
+        """Take the start line's parts from the parser (they are known once it is read)."""
+        parser = self.parser
+        if self.direction == CLIENT:
+            self.method = parser.get_method()
+        else:
+            self.status = parser.get_status_code()
+        self.version = parser.get_http_version()
+
     def on_headers_complete(self) -> None:
+        self.read_start_line()
         self.in_head = False
         self.n_head = len(self.headers)
         self.headers_done(self)

@@ -21,7 +21,7 @@ _COMMON_NAMES: Final = (  # space-separated, a few per line
 )
 # Header names as sent in their usual spellings -> their dict key (spares a decode and a
 # lower() per header; any other spelling takes the general path).  Never changes.
-_NAME_KEYS: Final = {
+NAME_KEYS: Final = {
     spelling.encode(): name.lower()
     for line in _COMMON_NAMES
     for name in line.split()
@@ -38,7 +38,7 @@ def header_dict(
     size = 2  # the blank line
     if into is None:
         hdict: dict[str, str] = {}
-        known = _NAME_KEYS.get
+        known = NAME_KEYS.get
         for name, value in raw:
             size += len(name) + len(value) + 4  # ": " and CRLF
             hdict[known(name) or name.decode("latin-1").lower()] = value.decode("latin-1")
