@@ -35,8 +35,12 @@ COMPILED = [
     "src/pilotfish/reorder.py",
 ]
 
-# Written for the compiler: the scanner of whole HTTP/1 heads (dissect/http1whole.py).
-CYTHON = ["src/pilotfish/dissect/_headscan.pyx"]
+# Written for the compiler: pcap records, the decoder's fast path, whole HTTP/1 heads.
+CYTHON = [
+    "src/pilotfish/capture/_pcaprecords.pyx",
+    "src/pilotfish/decode/_fastl4.pyx",
+    "src/pilotfish/dissect/_headscan.pyx",
+]
 
 ext_modules = cythonize(CYTHON, quiet=True)
 if os.environ.get("PILOTFISH_PURE", "") != "1":

@@ -34,6 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final, Literal, Protocol
 
+from pilotfish.capture._pcaprecords import parse_records
 from pilotfish.capture.base import CaptureStats, SourceError
 from pilotfish.capture.pcapng import BT_SHB, CaptureDamage, PcapngParser
 from pilotfish.model import Frame
@@ -94,6 +95,7 @@ class ClassicParser:
         self._snaplen = self.snaplen if 0 < self.snaplen < MAX_RECORD else MAX_RECORD
         self.over_snaplen = 0
         self._record = struct.Struct(order + "IIII")
+        self._little = order == "<"
         self.frames = 0
         self.captured_bytes = 0
 
@@ -105,30 +107,15 @@ class ClassicParser:
 
     def parse(self, buf: bytes, off: int, out: list[Frame], room: int) -> int:
         """Consume complete records of `buf` from `off`; append at most `room` frames."""
-        n = len(buf)
-        unpack = self._record.unpack_from
-        append = out.append
-        scale = self._scale
-        snaplen = self._snaplen
-        linktype = self.linktype
-        nframes = 0
-        nbytes = 0
-        while off + _RECORD_LEN <= n and nframes < room:
-            sec, frac, cap, orig = unpack(buf, off)
-            if cap > snaplen:
-                if cap > MAX_RECORD:
-                    raise CaptureDamage(f"record length {cap} exceeds the limit {MAX_RECORD}", off)
-                self.over_snaplen += 1
-            start = off + _RECORD_LEN
-            end = start + cap
-            if end > n:
-                break
-            append((sec + frac * scale, linktype, buf[start:end], orig))
-            nbytes += cap
-            nframes += 1
-            off = end
+        off, nframes, nbytes, over, bad = parse_records(
+            buf, off, out, room, self._little, self._scale, self.linktype, self._snaplen, MAX_RECORD
+        )
         self.frames += nframes
         self.captured_bytes += nbytes
+        self.over_snaplen += over
+        if bad >= 0:
+            cap = self._record.unpack_from(buf, bad)[2]
+            raise CaptureDamage(f"record length {cap} exceeds the limit {MAX_RECORD}", bad)
         return off
 
 

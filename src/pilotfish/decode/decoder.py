@@ -3,8 +3,8 @@
 `Decoder.decode(ts, linktype, data)` is the hottest function of pilotfish.  The ordinary
 cases -- IPv4 without options or fragmentation (or IPv6 without extension headers) over
 Ethernet, one 802.1Q tag or Linux SLL2, carrying TCP or non-tunnel UDP, nothing cut -- are
-read with one precompiled struct and returned straight away (a property test holds them
-equal to the general path).  Everything else takes the general path, layer by layer:
+read by a compiled fast path (`_fastl4.pyx`) and returned straight away (a property test
+holds them equal to the general path).  Everything else takes the general path, layer by layer:
 `link` (link types, VLAN stacks), `ip` (IPv4/IPv6, extension headers), `fragments`
 (reassembly), `transport` (TCP/UDP) and `tunnel` (VXLAN, Geneve, GRE, IP-in-IP,
 decapsulated and decoded again, at most `MAX_TUNNEL_DEPTH` deep).
@@ -22,9 +22,9 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from pilotfish.capture.base import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2
 from pilotfish.config import DecodeLimits
 from pilotfish.decode import ip, link, transport, tunnel
+from pilotfish.decode._fastl4 import fast_l4
 from pilotfish.decode.fragments import Reassembler
 from pilotfish.decode.stats import DecodeStats
 from pilotfish.model import IPPROTO_TCP, IPPROTO_UDP, L4Packet
@@ -41,21 +41,6 @@ _IPPROTO_ICMPV6: Final = 58
 _CARRIERS: Final = frozenset((IPPROTO_TCP, IPPROTO_UDP, _IPPROTO_IPIP, _IPPROTO_IPV6, _IPPROTO_GRE))
 _IN_IP: Final = {_IPPROTO_IPIP: link.ETHERTYPE_IPV4, _IPPROTO_IPV6: link.ETHERTYPE_IPV6}
 
-# The fast paths read IP + the first 14 bytes of TCP in one struct.  For UDP the same
-# fields hold (ports, length|checksum, 6 payload bytes), so one read serves both.
-# Ethernet/IPv4, fused: (ethertype|version-ihl|tos, total length, frag|ttl|proto, src, dst,
-#                        sport, dport, seq, ack, data offset|flags)
-_ETH_IPV4 = struct.Struct("!12xIHxxI2x4s4sHHIIH").unpack_from
-_ETH_IPV4_SIZE: Final = 54
-_ETH_IPV4_IHL5: Final = 0x080045  # ethertype 0x0800, version 4, header 5 words
-_UNFRAGMENTED_MASK: Final = 0x3FFF00FF  # MF, fragment offset and protocol
-# IPv4 at any offset: (version-ihl, total length, frag|ttl|proto, src, dst, then as above)
-_IPV4_L4 = struct.Struct("!BxHxxI2x4s4sHHIIH").unpack_from
-# IPv6 at any offset: (version|class|flow, payload length, next header, src, dst, as above)
-_IPV6_L4 = struct.Struct("!IHBx16s16sHHIIH").unpack_from
-_U16 = struct.Struct("!H").unpack_from
-_ETHERTYPE_IPV6_HIGH: Final = 0x86DD << 16
-_ETHERTYPE_VLAN_HIGH: Final = 0x8100 << 16
 _TUNNEL_PORTS: Final = tunnel.TUNNEL_PORTS  # UDP to these ports takes the general path
 
 
@@ -69,57 +54,9 @@ class Decoder:
 
     def decode(self, ts: float, linktype: int, data: bytes) -> L4Packet | None:
         """Decode one frame captured at `ts`; None when it carries no TCP/UDP payload."""
-        if linktype == LINKTYPE_ETHERNET:
-            size = len(data)
-            if size >= _ETH_IPV4_SIZE:
-                head, total, frag_proto, src, dst, sp, dp, seq, ack, word = _ETH_IPV4(data, 0)
-                if head >> 8 == _ETH_IPV4_IHL5:
-                    end = 14 + total
-                    proto = frag_proto & _UNFRAGMENTED_MASK
-                    if proto == IPPROTO_TCP:
-                        start = 34 + (word >> 10 & 0x3C)
-                        if start <= end <= size and word >= 0x5000:
-                            return (6, src, sp, dst, dp, seq, ack, word & 0xFF, data[start:end])
-                    elif proto == IPPROTO_UDP:
-                        stop = 34 + (seq >> 16)  # UDP length in the "seq" field
-                        if 42 <= stop <= end <= size and dp not in _TUNNEL_PORTS:
-                            return (17, src, sp, dst, dp, 0, 0, 0, data[42:stop])
-                elif head & 0xFFFF0000 == _ETHERTYPE_IPV6_HIGH:
-                    return self._ip_at(ts, linktype, data, link.ETHERTYPE_IPV6, 14)
-                elif head & 0xFFFF0000 == _ETHERTYPE_VLAN_HIGH:  # one 802.1Q tag
-                    return self._ip_at(ts, linktype, data, _U16(data, 16)[0], 18)
-        elif linktype == LINKTYPE_LINUX_SLL2 and len(data) >= 20:
-            return self._ip_at(ts, linktype, data, _U16(data, 0)[0], 20)
-        return self.decode_general(ts, linktype, data)
-
-    def _ip_at(
-        self, ts: float, linktype: int, data: bytes, ethertype: int, l3: int
-    ) -> L4Packet | None:
-        """Fast path for IPv4 without options or IPv6 without extension headers at `l3`,
-        carrying TCP or non-tunnel UDP, nothing cut; the general path does the rest."""
-        size = len(data)
-        if ethertype == link.ETHERTYPE_IPV4 and size >= l3 + 40:
-            head, total, frag_proto, src, dst, sp, dp, seq, ack, word = _IPV4_L4(data, l3)
-            end = l3 + total
-            l4 = l3 + 20
-            proto = frag_proto & _UNFRAGMENTED_MASK if head == 0x45 else -1
-        elif ethertype == link.ETHERTYPE_IPV6 and size >= l3 + 60:
-            head, total, proto, src, dst, sp, dp, seq, ack, word = _IPV6_L4(data, l3)
-            l4 = l3 + 40
-            end = l4 + total
-            if head >> 28 != 6 or not total:
-                proto = -1
-        else:
-            return self.decode_general(ts, linktype, data)
-        if end <= size:
-            if proto == IPPROTO_TCP:
-                start = l4 + (word >> 10 & 0x3C)
-                if start <= end and word >= 0x5000:
-                    return (6, src, sp, dst, dp, seq, ack, word & 0xFF, data[start:end])
-            elif proto == IPPROTO_UDP:
-                stop = l4 + (seq >> 16)
-                if l4 + 8 <= stop <= end and dp not in _TUNNEL_PORTS:
-                    return (17, src, sp, dst, dp, 0, 0, 0, data[l4 + 8 : stop])
+        pkt = fast_l4(data, linktype, _TUNNEL_PORTS)
+        if pkt is not None:
+            return pkt
         return self.decode_general(ts, linktype, data)
 
     def decode_general(self, ts: float, linktype: int, data: bytes) -> L4Packet | None:

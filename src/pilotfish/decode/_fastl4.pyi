@@ -1,0 +1,3 @@
+from pilotfish.model import L4Packet
+
+def fast_l4(data: bytes, linktype: int, tunnel_ports: frozenset[int]) -> L4Packet | None: ...
