@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from pilotfish.cli import main
+from tests.imports import loaded, modules_after
 from tests.test_offline import http_capture
 
 
@@ -86,3 +88,122 @@ def test_truncated_file_prints_recovered_entries_then_fails(capture: Path, tmp_p
 
 def test_version() -> None:
     assert run("version").stdout.startswith("pilotfish ")
+
+
+def test_no_arguments_prints_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: pilotfish [-h] COMMAND ...")
+    for line in ("read ", "capture ", "demo ", "version "):
+        assert f"\n  {line}" in out
+
+
+def test_read_help_has_groups_and_metavars(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["read", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: pilotfish read [-h] [-f QUERY] [--bpf EXPR] [-o FORMAT] [-q]")
+    for group in ("positional arguments:", "filters:", "output:", "settings ("):
+        assert f"\n{group}" in out
+    for option in ("-f QUERY, --filter QUERY", "-o FORMAT, --format FORMAT", "--body-limit BYTES"):
+        assert f"\n  {option} " in out
+    assert "pcap or pcapng file (optionally gzip-compressed)" in out
+
+
+def test_capture_help_shows_defaults_that_mean_something(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["capture", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "best | pfring | afxdp | afpacket (default: best)" in out
+    assert "processes sharing the capture, 1 to 64 (default: 1)" in out
+    assert "(default: None)" not in out and "(default: False)" not in out
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["read"], "the following arguments are required: FILE"),
+        (["read", "x.pcap", "--body-limit", "-1"], "--body-limit: -1 is not in the range x>=0"),
+        (["read", "x.pcap", "--body-limit", "lots"], "--body-limit: 'lots' is not an integer"),
+        (["capture", "--workers", "65"], "--workers: 65 is not in the range 1<=x<=64"),
+        (["demo", "--duration", "0.5"], "--duration: 0.5 is not in the range 1<=x<=600"),
+        (["capture", "--duration", "nan"], "--duration: nan is not in the range x>=0"),
+        (["read", "x.pcap", "--form", "json"], "unrecognized arguments: --form"),
+        (["frob"], "invalid choice: 'frob'"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(
+    args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pilotfish: ") and err.count("\n") == 1
+    assert needle in err and "--help')" in err
+
+
+def test_bad_backend_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["capture", "--capture", "dpdk"]) == 2
+    assert capsys.readouterr().err == (
+        "pilotfish: --capture must be best, pfring, afxdp or afpacket (got 'dpdk')\n"
+    )
+
+
+def test_the_last_format_given_wins(capture: Path) -> None:
+    r = run("read", str(capture), "--format", "jsonl", "-q", "--format", "json")
+    assert [d["path"] for d in json.loads(r.stdout)] == ["/one", "/api", "example.com", "/two"]
+
+
+def test_version_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["version"]) == 0
+    assert capsys.readouterr().out.startswith("pilotfish 0.")
+
+
+# --- start-up cost: each command loads only what it uses ----------------------------------
+
+_NOT_FOR_READ = (
+    "rich",
+    "yaml",
+    "pilotfish.api",
+    "pilotfish.live",
+    "pilotfish.clicapture",
+    "pilotfish.testbed",
+    "pilotfish.capture.bpf",
+    "pilotfish.query",
+    "starlette",
+    "uvicorn",
+    "ctypes",
+)
+
+
+def _read(path: Path, *args: str) -> str:
+    return f"from pilotfish.cli import main\nmain(['read', {str(path)!r}, '-q', *{args!r}])"
+
+
+def test_read_jsonl_loads_no_table_config_api_or_capture_code(capture: Path) -> None:
+    modules = modules_after(_read(capture, "-o", "jsonl"))
+    assert "pilotfish.offline" in modules and "pilotfish.pipeline" in modules
+    assert loaded(modules, *_NOT_FOR_READ) == []
+
+
+def test_read_loads_rich_yaml_and_the_query_language_only_when_asked(
+    capture: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("node: n\n")
+    table = modules_after(_read(capture, "-o", "table"))
+    assert "rich.console" in table and loaded(table, "yaml", "pilotfish.query") == []
+    configured = modules_after(_read(capture, "-o", "jsonl", "--config", str(config)))
+    assert "yaml" in configured and loaded(configured, "rich") == []
+    filtered = modules_after(_read(capture, "-o", "jsonl", "--filter", "http"))
+    assert "pilotfish.query" in filtered and loaded(filtered, "rich", "yaml") == []
+
+
+def test_version_loads_nothing_but_the_command_line() -> None:
+    modules = modules_after("from pilotfish.cli import main\nmain(['version'])")
+    assert loaded(modules, "pilotfish") == ["pilotfish", "pilotfish.cli"]
+    assert loaded(modules, "msgspec") == []

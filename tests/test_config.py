@@ -8,6 +8,7 @@ import msgspec
 import pytest
 
 from pilotfish.config import Settings, load
+from tests.imports import loaded, modules_after
 
 
 def test_defaults() -> None:
@@ -49,3 +50,16 @@ def test_top_level_must_be_mapping(tmp_path: Path) -> None:
 def test_other_pilotfish_variables_are_not_settings() -> None:
     s = load(env={"PILOTFISH_PFRING_LIBRARY": "/x/libpfring.so", "PILOTFISH_NODE": "n"})
     assert s.node == "n"
+
+
+def test_yaml_is_loaded_only_when_a_file_or_variable_needs_it(tmp_path: Path) -> None:
+    f = tmp_path / "p.yaml"
+    f.write_text("node: n\n")
+    plain = "from pilotfish.config import load\nload(env={'HOME': '/x'})"
+    assert loaded(modules_after(plain), "yaml") == []
+    with_file = (
+        f"from pathlib import Path\nfrom pilotfish.config import load\nload(Path({str(f)!r}))"
+    )
+    assert "yaml" in modules_after(with_file)
+    with_env = "from pilotfish.config import load\nload(env={'PILOTFISH_NODE': 'n'})"
+    assert "yaml" in modules_after(with_env)

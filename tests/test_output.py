@@ -8,6 +8,7 @@ import msgspec
 
 from pilotfish.model import Endpoint, Entry
 from pilotfish.output import JsonArray, JsonLines, Table, summary_lines
+from tests.imports import loaded, modules_after
 
 EP1 = Endpoint(ip="10.0.0.1", port=40000)
 EP2 = Endpoint(ip="10.0.0.2", port=80, pod="web-1", namespace="shop")
@@ -78,3 +79,10 @@ def test_summary_lines_totals_and_counters() -> None:
     )
     assert lines[0] == "10 packets, 2.5 KB, 2 flows -> 4 entries (dns 1, http 3)"
     assert lines[1] == "counters: decode.non_ip=4 flows.flows_opened=2"
+
+
+def test_rich_is_loaded_by_the_table_only() -> None:
+    make = "import io\nfrom pilotfish.output import renderer\nrenderer({!r}, io.BytesIO(), io.StringIO())"
+    assert loaded(modules_after(make.format("jsonl")), "rich") == []
+    assert loaded(modules_after(make.format("json")), "rich") == []
+    assert "rich.console" in modules_after(make.format("table"))

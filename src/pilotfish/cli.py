@@ -1,71 +1,202 @@
-"""The `pilotfish` command.
+"""The `pilotfish` command (argparse; every command imports what it needs when it runs).
 
     pilotfish read FILE [--filter QUERY] [--bpf EXPR] [--format table|jsonl|json]
 
 Exit codes: 0 success, 1 runtime failure, 2 unusable input or wrong usage (bad flag value,
 missing or damaged file, invalid filter).  Entries go to stdout, the run summary and errors
 to stderr, so `pilotfish read f.pcap --format jsonl | jq` stays clean.
+
+Each command is two functions: `_add_NAME(commands)` declares its parser and points it at
+`_run_NAME(args) -> exit code`.  Start-up cost stays low because this module imports only the
+standard library; a run function imports its own machinery (the table renderer pulls in rich,
+a `--config` file pulls in yaml, `capture` pulls in the live capture code).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
-import logging
+import os
 import sys
-from pathlib import Path
-from typing import Annotated
-
-import msgspec
-import typer
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from pilotfish import __version__
-from pilotfish.capture.base import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2, CaptureOptions
-from pilotfish.capture.bpf import BpfError, compile_filter
-from pilotfish.config import Settings, load
-from pilotfish.live import LiveOptions
-from pilotfish.model import Entry
-from pilotfish.offline import read_file
-from pilotfish.output import FORMATS, Format, renderer, summary_lines
-from pilotfish.runtime import tune_gc
 
-app = typer.Typer(
-    name="pilotfish",
-    help="API traffic analyzer: see which pod called which service, with what and how slow.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from pilotfish.config import Settings
+    from pilotfish.output import Format
 
 EXIT_USAGE = 2
+_N = TypeVar("_N", int, float)
+BACKENDS = ("best", "pfring", "afxdp", "afpacket")
 
 
-def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    """Print `pilotfish: message` on stderr and return the Exit to raise."""
-    print(f"pilotfish: {message}", file=sys.stderr)
-    return typer.Exit(code)
+class CliError(Exception):
+    """A failure to report as `pilotfish: MESSAGE` on stderr, exiting with `code`."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
 
 
-def _settings(config: Path | None, overrides: dict[str, object]) -> Settings:
+# --- parsing ------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in the house style: one `pilotfish: ...` line and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"pilotfish: {message} (see '{self.prog} --help')\n")
+
+
+if TYPE_CHECKING:
+    Commands = argparse._SubParsersAction[_Parser]
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Wide enough for the option column; shows a default only where one means something."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.option_strings and action.default not in (None, "", False, argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
+
+    def _format_action(self, action: argparse.Action) -> str:
+        # The commands one per line, without argparse's extra "COMMAND" line above them.
+        if isinstance(action, argparse._SubParsersAction):
+            return "".join(self._format_action(sub) for sub in action._get_subactions())
+        return super()._format_action(action)
+
+
+def _command(
+    commands: Commands, name: str, summary: str, run: Callable[[argparse.Namespace], int]
+) -> _Parser:
+    """A sub-command `name` whose parsed arguments go to `run`, which returns the exit code."""
+    parser = commands.add_parser(
+        name, help=summary, description=summary, formatter_class=_HelpFormatter
+    )
+    parser.set_defaults(run=run)
+    return parser
+
+
+def _int_range(low: int, high: int | None = None) -> Callable[[str], int]:
+    return _number_range(int, "an integer", low, high)
+
+
+def _float_range(low: float, high: float | None = None) -> Callable[[str], float]:
+    return _number_range(float, "a number", low, high)
+
+
+def _number_range(
+    kind: Callable[[str], _N], noun: str, low: _N, high: _N | None
+) -> Callable[[str], _N]:
+    bounds = f"x>={low}" if high is None else f"{low}<=x<={high}"
+
+    def parse(text: str) -> _N:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not (low <= value and (high is None or value <= high)):  # NaN is in no range
+            raise argparse.ArgumentTypeError(f"{text} is not in the range {bounds}")
+        return value
+
+    return parse
+
+
+def _path(text: str) -> Path:
+    from pathlib import Path
+
+    return Path(text)
+
+
+def _add_filters(parser: argparse.ArgumentParser, bpf_help: str) -> None:
+    group = parser.add_argument_group("filters")
+    group.add_argument(
+        "-f", "--filter", default="", metavar="QUERY",
+        help="query: e.g. 'http && status_code >= 500'",
+    )  # fmt: skip
+    group.add_argument("--bpf", default="", metavar="EXPR", help=bpf_help)
+
+
+def _add_output(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("output")
+    group.add_argument(
+        "-o", "--format", metavar="FORMAT",
+        help="table | jsonl | json (default: table on a terminal, jsonl otherwise)",
+    )  # fmt: skip
+    group.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (over PILOTFISH_* variables and the file)")
+    group.add_argument(
+        "--body-limit", type=_int_range(0), metavar="BYTES",
+        help="body bytes kept per message (default: 64 KiB)",
+    )  # fmt: skip
+    group.add_argument("--node", metavar="NAME", help="node name used in entry ids")
+    group.add_argument("--config", type=_path, metavar="FILE", help="YAML settings file")
+
+
+def _add_backend(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--capture", dest="backend", default="best", metavar="BACKEND",
+        help="best | pfring | afxdp | afpacket",
+    )  # fmt: skip
+
+
+# --- shared steps of the run functions ----------------------------------------------------
+
+
+def _start_job() -> None:
+    """Before a long run, once its modules are loaded: components' warnings (a capture
+    backend declining, ...) go to stderr as `pilotfish: ...`; the garbage collector is set
+    for a packet pipeline (pilotfish.runtime)."""
+    import logging
+
+    from pilotfish.runtime import tune_gc
+
+    logging.basicConfig(level=logging.WARNING, format="pilotfish: %(message)s")
+    tune_gc()
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    import msgspec
+
+    from pilotfish.config import load
+
+    overrides = {"dissect.body_limit": args.body_limit, "node": args.node}
     try:
-        return load(config, overrides={k: v for k, v in overrides.items() if v is not None})
+        return load(args.config, overrides={k: v for k, v in overrides.items() if v is not None})
     except (OSError, msgspec.ValidationError) as exc:
-        raise fail(f"configuration: {exc}") from exc
+        raise CliError(f"configuration: {exc}") from exc
     except Exception as exc:  # yaml errors
-        raise fail(f"configuration: {exc}") from exc
+        raise CliError(f"configuration: {exc}") from exc
 
 
 def _format(fmt: str | None) -> Format:
+    from pilotfish.output import FORMATS
+
     if fmt is None:
         return "table" if sys.stdout.isatty() else "jsonl"
-    if fmt not in FORMATS:
-        raise fail(f"--format must be one of {', '.join(FORMATS)} (got {fmt!r})")
-    return fmt
+    for known in FORMATS:
+        if fmt == known:
+            return known
+    raise CliError(f"--format must be one of {', '.join(FORMATS)} (got {fmt!r})")
 
 
 def _query_matcher(text: str, bpf: str) -> tuple[object | None, str]:
     """Compile --filter as the query language; an old-style capture filter still works."""
     if not text.strip():
         return None, bpf
+    from pilotfish.capture.bpf import BpfError, compile_filter
     from pilotfish.query import QueryError, compile_query
 
     try:
@@ -82,157 +213,234 @@ def _query_matcher(text: str, bpf: str) -> tuple[object | None, str]:
                     file=sys.stderr,
                 )
                 return None, text
-        raise fail(f"invalid filter: {exc}") from exc
+        raise CliError(f"invalid filter: {exc}") from exc
 
 
-@app.command()
-def read(
-    file: Annotated[Path, typer.Argument(help="pcap or pcapng file (optionally gzip-compressed)")],
-    filter: Annotated[
-        str, typer.Option("--filter", "-f", help="query: e.g. 'http && status_code >= 500'")
-    ] = "",
-    bpf: Annotated[
-        str, typer.Option("--bpf", help="capture filter in tcpdump syntax, e.g. 'tcp port 80'")
-    ] = "",
-    fmt: Annotated[str | None, typer.Option("--format", "-o", help="table | jsonl | json")] = None,
-    body_limit: Annotated[
-        int | None, typer.Option("--body-limit", help="body bytes kept per message", min=0)
-    ] = None,
-    node: Annotated[str | None, typer.Option("--node", help="node name used in entry ids")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="YAML settings file")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no summary on stderr")] = False,
-) -> None:
-    """Read a capture file and print its request/response entries."""
-    output_format = _format(fmt)
-    settings = _settings(config, {"dissect.body_limit": body_limit, "node": node})
-    query, bpf = _query_matcher(filter, bpf)
+def _print_summary(summary: dict[str, object]) -> None:
+    from pilotfish.output import summary_lines
+
+    for line in summary_lines(summary):
+        print(f"pilotfish: {line}", file=sys.stderr)
+
+
+# --- read ---------------------------------------------------------------------------------
+
+
+def _add_read(commands: Commands) -> None:
+    parser = _command(
+        commands, "read", "Read a capture file and print its request/response entries.", _run_read
+    )
+    parser.add_argument(
+        "file", type=_path, metavar="FILE", help="pcap or pcapng file (optionally gzip-compressed)"
+    )
+    _add_filters(parser, "capture filter in tcpdump syntax, e.g. 'tcp port 80'")
+    _add_output(parser)
+    _add_settings(parser)
+
+
+def _run_read(args: argparse.Namespace) -> int:
+    from pilotfish.offline import read_file
+    from pilotfish.output import renderer
+
+    output_format = _format(args.format)
+    settings = _settings(args)
+    query, bpf = _query_matcher(args.filter, args.bpf)
+    _start_job()
     out = renderer(output_format, sys.stdout.buffer, sys.stdout)
-    match = getattr(query, "match", None)
-
-    def emit(entry: Entry) -> None:
-        out.write(entry)
-
     try:
-        result = read_file(file, settings, emit, bpf=bpf, match=match)
+        result = read_file(
+            args.file, settings, out.write, bpf=bpf, match=getattr(query, "match", None)
+        )
     finally:
         with contextlib.suppress(BrokenPipeError):
             out.close()
-    if not quiet:
-        for line in summary_lines(result.summary):
-            print(f"pilotfish: {line}", file=sys.stderr)
+    if not args.quiet:
+        _print_summary(result.summary)
     if result.error:
-        raise fail(result.error)
+        raise CliError(result.error)
+    return 0
 
 
-@app.command()
-def capture(
-    interface: Annotated[
-        str, typer.Option("--interface", "-i", help="interface(s), comma-separated, or 'any'")
-    ] = "any",
-    backend: Annotated[
-        str, typer.Option("--capture", help="best | pfring | afxdp | afpacket")
-    ] = "best",
-    filter: Annotated[
-        str, typer.Option("--filter", "-f", help="query: e.g. 'http && status_code >= 500'")
-    ] = "",
-    bpf: Annotated[str, typer.Option("--bpf", help="kernel capture filter (tcpdump syntax)")] = "",
-    count: Annotated[
-        int | None, typer.Option("-c", "--count", help="stop after N packets", min=1)
-    ] = None,
-    duration: Annotated[
-        float | None, typer.Option("--duration", help="stop after SECONDS", min=0)
-    ] = None,
-    write: Annotated[
-        Path | None, typer.Option("-w", "--write", help="write packets to a pcap file")
-    ] = None,
-    fmt: Annotated[str | None, typer.Option("--format", "-o", help="table | jsonl | json")] = None,
-    workers: Annotated[
-        int, typer.Option("--workers", help="processes sharing the capture", min=1, max=64)
-    ] = 1,
-    promiscuous: Annotated[
-        bool, typer.Option("--promiscuous", "-p", help="promiscuous mode")
-    ] = False,
-    list_backends: Annotated[
-        bool, typer.Option("--list-backends", help="show which backends work here, and why")
-    ] = False,
-    body_limit: Annotated[
-        int | None, typer.Option("--body-limit", help="body bytes kept per message", min=0)
-    ] = None,
-    node: Annotated[str | None, typer.Option("--node", help="node name used in entry ids")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="YAML settings file")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no summary on stderr")] = False,
-) -> None:
-    """Capture live traffic and print entries (or write packets with -w)."""
-    from pilotfish.clicapture import list_backends_table, run_capture_command
+# --- capture ------------------------------------------------------------------------------
 
-    interfaces = [i.strip() for i in interface.split(",") if i.strip()]
-    if not interfaces:
-        raise fail("-i needs at least one interface")
-    if backend not in ("best", "pfring", "afxdp", "afpacket"):
-        raise fail(f"--capture must be best, pfring, afxdp or afpacket (got {backend!r})")
-    options = CaptureOptions(interfaces=interfaces, bpf=bpf, promiscuous=promiscuous)
-    if list_backends:
-        list_backends_table(options)
-        return
-    if bpf:
-        try:
-            compile_filter(bpf, LINKTYPE_LINUX_SLL2 if "any" in interfaces else LINKTYPE_ETHERNET)
-        except BpfError as exc:
-            raise fail(f"invalid capture filter {bpf!r}: {exc}") from exc
-    output_format = _format(fmt)
-    settings = _settings(config, {"dissect.body_limit": body_limit, "node": node})
-    query, _ = _query_matcher(filter, "")
-    live = LiveOptions(
-        backend=backend, count=count, duration=duration, write=write, workers=workers
+
+def _add_capture(commands: Commands) -> None:
+    parser = _command(
+        commands,
+        "capture",
+        "Capture live traffic and print entries (or write packets with -w).",
+        _run_capture,
     )
-    code = run_capture_command(options, live, settings, output_format, query, quiet)
-    if code:
-        raise typer.Exit(code)
+    group = parser.add_argument_group("capture")
+    group.add_argument(
+        "-i", "--interface", default="any", metavar="IFACES",
+        help="interface(s), comma-separated, or 'any'",
+    )  # fmt: skip
+    _add_backend(group)
+    group.add_argument(
+        "--workers", type=_int_range(1, 64), default=1, metavar="N",
+        help="processes sharing the capture, 1 to 64",
+    )  # fmt: skip
+    group.add_argument("-p", "--promiscuous", action="store_true", help="promiscuous mode")
+    group.add_argument(
+        "--list-backends", action="store_true", help="show which backends work here, and why"
+    )
+    _add_filters(parser, "kernel capture filter (tcpdump syntax)")
+    stop = parser.add_argument_group("stop and write")
+    stop.add_argument("-c", "--count", type=_int_range(1), metavar="N", help="stop after N packets")
+    stop.add_argument(
+        "--duration", type=_float_range(0), metavar="SECONDS", help="stop after SECONDS"
+    )
+    stop.add_argument(
+        "-w", "--write", type=_path, metavar="FILE", help="write packets to a pcap file"
+    )
+    _add_output(parser)
+    _add_settings(parser)
 
 
-@app.command()
-def demo(
-    requests: Annotated[
-        int, typer.Option("--requests", help="requests the load loop sends", min=1, max=100_000)
-    ] = 200,
-    duration: Annotated[
-        float, typer.Option("--duration", help="at most this many seconds of load", min=1, max=600)
-    ] = 10.0,
-    backend: Annotated[
-        str, typer.Option("--capture", help="best | pfring | afxdp | afpacket")
-    ] = "best",
-    fmt: Annotated[str | None, typer.Option("--format", "-o", help="table | jsonl | json")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no summary on stderr")] = False,
-) -> None:
-    """Build the demo cluster (namespaces with real services), capture its traffic, show it."""
+def _run_capture(args: argparse.Namespace) -> int:
+    from pilotfish.capture.base import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2, CaptureOptions
+    from pilotfish.capture.bpf import BpfError, compile_filter
+    from pilotfish.clicapture import list_backends_table, run_capture_command
+    from pilotfish.live import LiveOptions
+
+    interfaces = [i.strip() for i in args.interface.split(",") if i.strip()]
+    if not interfaces:
+        raise CliError("-i needs at least one interface")
+    if args.backend not in BACKENDS:
+        raise CliError(f"--capture must be best, pfring, afxdp or afpacket (got {args.backend!r})")
+    options = CaptureOptions(interfaces=interfaces, bpf=args.bpf, promiscuous=args.promiscuous)
+    if args.list_backends:
+        list_backends_table(options)
+        return 0
+    if args.bpf:
+        linktype = LINKTYPE_LINUX_SLL2 if "any" in interfaces else LINKTYPE_ETHERNET
+        try:
+            compile_filter(args.bpf, linktype)
+        except BpfError as exc:
+            raise CliError(f"invalid capture filter {args.bpf!r}: {exc}") from exc
+    output_format = _format(args.format)
+    settings = _settings(args)
+    query, _ = _query_matcher(args.filter, "")
+    live = LiveOptions(
+        backend=args.backend,
+        count=args.count,
+        duration=args.duration,
+        write=args.write,
+        workers=args.workers,
+    )
+    _start_job()
+    return run_capture_command(options, live, settings, output_format, query, args.quiet)
+
+
+# --- demo ---------------------------------------------------------------------------------
+
+
+def _add_demo(commands: Commands) -> None:
+    parser = _command(
+        commands,
+        "demo",
+        "Build the demo cluster (namespaces with real services), capture its traffic, show it.",
+        _run_demo,
+    )
+    load = parser.add_argument_group("load")
+    load.add_argument(
+        "--requests", type=_int_range(1, 100_000), default=200, metavar="N",
+        help="requests the load loop sends, 1 to 100000",
+    )  # fmt: skip
+    load.add_argument(
+        "--duration", type=_float_range(1, 600), default=10.0, metavar="SECONDS",
+        help="at most this many seconds of load, 1 to 600",
+    )  # fmt: skip
+    _add_backend(parser.add_argument_group("capture"))
+    _add_output(parser)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from pilotfish.config import Settings
     from pilotfish.demo import run_demo
+    from pilotfish.output import renderer
 
-    output_format = _format(fmt)
+    output_format = _format(args.format)
+    _start_job()
     out = renderer(output_format, sys.stdout.buffer, sys.stdout)
     try:
-        result = run_demo(Settings(node="demo"), out.write, requests, duration, backend)
+        result = run_demo(
+            Settings(node="demo"), out.write, args.requests, args.duration, args.backend
+        )
     except Exception as exc:  # the testbed is already removed; say what went wrong
-        raise fail(f"demo failed: {exc}", 1) from exc
+        raise CliError(f"demo failed: {exc}", 1) from exc
     finally:
         out.close()
-    if not quiet:
-        for line in summary_lines(result.read.summary):
-            print(f"pilotfish: {line}", file=sys.stderr)
+    if not args.quiet:
+        _print_summary(result.read.summary)
     if result.read.error:
-        raise fail(result.read.error, 1)
+        raise CliError(result.read.error, 1)
+    return 0
 
 
-@app.command()
-def version() -> None:
-    """Print the version."""
+# --- version ------------------------------------------------------------------------------
+
+
+def _add_version(commands: Commands) -> None:
+    _command(commands, "version", "Print the version.", _run_version)
+
+
+def _run_version(args: argparse.Namespace) -> int:
     print(f"pilotfish {__version__}")
+    return 0
 
 
-def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="pilotfish: %(message)s")
-    tune_gc()
+# --- entry point --------------------------------------------------------------------------
+
+COMMANDS: tuple[Callable[[Commands], None], ...] = (
+    _add_read,
+    _add_capture,
+    _add_demo,
+    _add_version,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: one sub-parser per entry of COMMANDS, in that order."""
+    parser = _Parser(
+        prog="pilotfish",
+        description="API traffic analyzer: see which pod called which service, "
+        "with what and how slow.",
+        epilog="Run 'pilotfish COMMAND --help' for the options of a command.\n"
+        "Exit codes: 0 success, 1 runtime failure, 2 wrong usage or unusable input.",
+        formatter_class=_HelpFormatter,
+        allow_abbrev=False,
+    )
+    commands = parser.add_subparsers(
+        title="commands", metavar="COMMAND", dest="command", required=True
+    )
+    for add in COMMANDS:
+        add(commands)
+    for sub in commands.choices.values():
+        sub.allow_abbrev = False
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line `argv` (default: sys.argv[1:]); returns the exit code."""
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    if not args_list:
+        parser.print_help()
+        return 0
+    args = parser.parse_args(args_list)
+    run: Callable[[argparse.Namespace], int] = args.run
     try:
-        app()
+        return run(args)
+    except CliError as exc:
+        print(f"pilotfish: {exc}", file=sys.stderr)
+        return exc.code
     except BrokenPipeError:
-        sys.stderr.close()
-        sys.exit(0)
+        # The reader went away (`| head`): not an error.  Point stdout at /dev/null so the
+        # interpreter's final flush does not complain about the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print("pilotfish: aborted", file=sys.stderr)
+        return 1

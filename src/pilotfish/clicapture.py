@@ -12,9 +12,6 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Protocol
 
-from rich.console import Console
-from rich.table import Table
-
 from pilotfish.capture.base import CaptureOptions, CaptureStats, SourceUnavailable
 from pilotfish.capture.registry import probe
 from pilotfish.config import Settings
@@ -31,6 +28,9 @@ class Matcher(Protocol):
 
 def list_backends_table(options: CaptureOptions) -> None:
     """Print each backend, whether it works on these interfaces here, and why."""
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=f"capture backends on {','.join(options.interfaces)} (best first)")
     table.add_column("backend")
     table.add_column("available")

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import yaml
 
 
 class DecodeLimits(msgspec.Struct, forbid_unknown_fields=True):
@@ -71,7 +70,7 @@ def load(
     """
     data: dict[str, Any] = {}
     if path is not None:
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = _yaml(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise msgspec.ValidationError(f"{path}: expected a mapping at the top level")
         data = loaded
@@ -82,10 +81,17 @@ def load(
             # Other PILOTFISH_* variables belong to components (PILOTFISH_PFRING_LIBRARY);
             # only those naming a settings field are settings.
             if dotted.split(".")[0] in Settings.__struct_fields__:
-                _set_dotted(data, dotted, yaml.safe_load(value))
+                _set_dotted(data, dotted, _yaml(value))
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
     return msgspec.convert(data, Settings, strict=False)
+
+
+def _yaml(text: str) -> Any:
+    """Parse YAML; the parser is imported only when a file or a variable needs it."""
+    import yaml
+
+    return yaml.safe_load(text)
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

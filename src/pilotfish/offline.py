@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pilotfish.capture.base import SourceError
-from pilotfish.capture.bpf import BpfError, BpfProgram, compile_filter
 from pilotfish.capture.pcapfile import PcapFileSource
 from pilotfish.config import Settings
 from pilotfish.model import Entry, Frame
 from pilotfish.pipeline import Pipeline, Resolver
+
+if TYPE_CHECKING:
+    from pilotfish.capture.bpf import BpfProgram
 
 
 @dataclass
@@ -26,8 +29,16 @@ class ReadResult:
     emitted: int = 0
 
 
+class FilterError(ValueError):
+    """The capture filter does not compile (for the link type of some frames)."""
+
+
 class FrameFilter:
-    """A capture filter (tcpdump syntax) applied to frames read from a file, per link type."""
+    """A capture filter (tcpdump syntax) applied to frames read from a file, per link type.
+
+    libpcap's compiler (ctypes) is loaded on the first `check`, so reads without a capture
+    filter never load it.
+    """
 
     def __init__(self, expression: str) -> None:
         self.expression = expression
@@ -35,9 +46,14 @@ class FrameFilter:
         self.rejected = 0
 
     def check(self, linktype: int) -> None:
-        """Compile for `linktype` now (raises BpfError on a bad expression)."""
+        """Compile for `linktype` now (raises FilterError on a bad expression)."""
         if linktype not in self._programs:
-            self._programs[linktype] = compile_filter(self.expression, linktype)
+            from pilotfish.capture.bpf import BpfError, compile_filter
+
+            try:
+                self._programs[linktype] = compile_filter(self.expression, linktype)
+            except BpfError as exc:
+                raise FilterError(f"invalid capture filter {self.expression!r}: {exc}") from exc
 
     def apply(self, frames: list[Frame]) -> list[Frame]:
         kept: list[Frame] = []
@@ -81,8 +97,8 @@ def read_file(
             pipeline.feed(batch)
     except (SourceError, OSError) as exc:
         result.error = _describe(path, exc)
-    except BpfError as exc:
-        result.error = f"invalid capture filter {bpf!r}: {exc}"
+    except FilterError as exc:
+        result.error = str(exc)
     finally:
         source.close()
     pipeline.finish()

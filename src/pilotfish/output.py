@@ -8,15 +8,15 @@ Entry schema of DESIGN.md.
 from __future__ import annotations
 
 import time
-from typing import IO, Literal, Protocol
-
-from rich.console import Console
-from rich.text import Text
+from typing import IO, TYPE_CHECKING, Literal, Protocol
 
 from pilotfish.model import ENTRY_ENCODER, Endpoint, Entry
 
 Format = Literal["table", "jsonl", "json"]
 FORMATS: tuple[Format, ...] = ("table", "jsonl", "json")
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 _FLUSH_BYTES = 1 << 16
 
@@ -104,12 +104,17 @@ def _status_style(status: int | str | None) -> str:
 class Table:
     """A streaming, aligned table for people: one line per entry, the request last.
 
-    On a terminal lines are cut to its width; into a pipe or file nothing is cut.
+    On a terminal lines are cut to its width; into a pipe or file nothing is cut.  rich is
+    imported here, not with the module, so the JSON formats never pay for it.
     """
 
     _HEAD = f"{'TIME':<15} {'PROTO':<9} {'SOURCE':<24} {'DESTINATION':<24} {'STATUS':>8} {'ELAPSED':>9}  REQUEST"
 
     def __init__(self, out: IO[str], color: bool | None = None, width: int | None = None) -> None:
+        from rich.console import Console
+        from rich.text import Text
+
+        self._text: type[Text] = Text
         tty = out.isatty() if hasattr(out, "isatty") else False
         self._console = Console(
             file=out,
@@ -122,13 +127,13 @@ class Table:
 
     def write(self, entry: Entry) -> None:
         if self.count == 0:
-            self._console.print(Text(self._HEAD, "bold", no_wrap=True, overflow="ellipsis"))
+            self._console.print(self._text(self._HEAD, "bold", no_wrap=True, overflow="ellipsis"))
         self.count += 1
         t = time.strftime("%H:%M:%S", time.localtime(entry.timestamp))
         frac = f"{entry.timestamp % 1:.6f}"[1:]
         request = f"{entry.method} {entry.path}".strip() or entry.summary
         status = "" if entry.status is None else str(entry.status)
-        line = Text(no_wrap=True, overflow="ellipsis")
+        line = self._text(no_wrap=True, overflow="ellipsis")
         line.append(f"{t}{frac} ", "dim")
         line.append(f"{entry.protocol:<9} ", "cyan")
         line.append(f"{_endpoint(entry.src)[:24]:<24} ")
