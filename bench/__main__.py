@@ -8,7 +8,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench import bench_afpacket, bench_decode, capture_rates, read_throughput, store_query
+from bench import (
+    bench_afpacket,
+    bench_decode,
+    capture_rates,
+    read_throughput,
+    startup,
+    store_query,
+)
 
 SUITES: dict[str, Callable[[], str]] = {
     "decode": bench_decode.run,
@@ -16,6 +23,7 @@ SUITES: dict[str, Callable[[], str]] = {
     "read": read_throughput.run,
     "capture": capture_rates.run,
     "store": store_query.run,
+    "startup": startup.run,
 }
 
 

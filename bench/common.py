@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +25,19 @@ class Run:
     stdout_lines: int
 
 
-def measure(argv: Sequence[str], count_lines: bool = False, timeout: float = 900) -> Run:
-    """Run argv to completion; stdout is discarded (or only its lines counted)."""
+def measure(
+    argv: Sequence[str],
+    count_lines: bool = False,
+    timeout: float = 900,
+    env: Mapping[str, str] | None = None,
+) -> Run:
+    """Run argv to completion (in `env`, default ours); stdout is discarded (or its lines counted)."""
     start = time.perf_counter()
     proc = subprocess.Popen(
         list(argv),
         stdout=subprocess.PIPE if count_lines else subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=None if env is None else dict(env),
     )
     lines = 0
     if count_lines:

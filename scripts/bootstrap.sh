@@ -36,7 +36,9 @@ fi
 # Install exactly the pinned set, then the project itself (editable).
 stamp=.venv/.pilotfish-lock
 if [ ! -f "$stamp" ] || ! cmp -s requirements.lock "$stamp"; then
-  uv pip sync -q --python .venv/bin/python requirements.lock
+  # Bytecode compiled once here: uv does not by default, and where PYTHONDONTWRITEBYTECODE
+  # is set every command would otherwise compile all it imports on each start (0.3 s more).
+  uv pip sync -q --compile-bytecode --python .venv/bin/python requirements.lock
   cp requirements.lock "$stamp"
   rm -f .venv/.pilotfish-compiled  # sync removed the project itself: install it again
 fi
@@ -52,3 +54,6 @@ elif [ ! -x .venv/bin/pilotfish ] || ! .venv/bin/python scripts/compiled.py chec
     --reinstall-package pilotfish -e .
   .venv/bin/python scripts/compiled.py stamp
 fi
+# The project's own modules too (quick when nothing changed; an edited module is recompiled in
+# memory until the next install).
+.venv/bin/python -m compileall -q src
