@@ -1,4 +1,4 @@
-"""Start-up of the `pilotfish` command: `version`, and `read` of a 40-packet capture.
+"""Start-up of the `pilotfish` command: `version`, and `read` of a 100-packet capture.
 
 Target: both well under 150 ms.  Peers measured in the same run on the same small file:
 the bare interpreter (`python -c pass`, the floor for any Python command), `tcpdump -r`
@@ -22,15 +22,15 @@ from bench.common import DATA, PILOTFISH, Run, measure, table
 from bench.read_throughput import ensure_capture, packets_in
 
 RUNS = 10
-SMALL = DATA / "http40.pcap"
+SMALL = DATA / "http100.pcap"
 PYCACHE = DATA / "pycache"
 
 
 def small_capture(path: Path = SMALL) -> Path:
-    """The first 40 packets of the read benchmark's recording (cut with editcap)."""
+    """The first 100 packets (11 HTTP transactions) of the read benchmark's recording."""
     if not path.exists():
         source = ensure_capture()
-        subprocess.run(["editcap", "-r", str(source), str(path), "1-40"], check=True)
+        subprocess.run(["editcap", "-r", str(source), str(path), "1-100"], check=True)
     return path
 
 
