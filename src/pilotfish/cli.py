@@ -80,7 +80,11 @@ def _command(
 ) -> _Parser:
     """A sub-command `name` whose parsed arguments go to `run`, which returns the exit code."""
     parser = commands.add_parser(
-        name, help=summary, description=summary, formatter_class=_HelpFormatter
+        name,
+        help=summary,
+        description=summary,
+        formatter_class=_HelpFormatter,
+        allow_abbrev=False,  # a prefix must not turn into a flag another branch adds later
     )
     parser.set_defaults(run=run)
     return parser
@@ -417,8 +421,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for add in COMMANDS:
         add(commands)
-    for sub in commands.choices.values():
-        sub.allow_abbrev = False
     return parser
 
 
