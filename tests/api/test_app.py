@@ -96,6 +96,12 @@ def test_stats_and_servicemap(client: TestClient) -> None:
     assert any(e["count"] == HTTP_ENTRIES for e in smap["edges"])
     only_dns = client.get("/api/servicemap", params={"q": "dns"}).json()
     assert [e["protocol"] for e in only_dns["edges"]] == ["dns"]
+    detailed = client.get("/api/stats", params={"bucket": "1h", "latency": "1"}).json()
+    assert sum(c for b in detailed for _, c in b["latency"]) == HTTP_ENTRIES + 1
+    assert all(b["latency"] is None for b in grouped)
+    edges = client.get("/api/servicemap", params={"latency": "true"}).json()["edges"]
+    assert all(e["latency"] for e in edges)
+    assert client.get("/api/stats", params={"latency": "maybe"}).status_code == 400
 
 
 def test_har_export_is_har_1_2_oldest_first(client: TestClient) -> None:

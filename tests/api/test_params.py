@@ -14,6 +14,7 @@ from pilotfish.api.params import (
     check_value,
     parse_bucket,
     parse_cursor,
+    parse_flag,
     parse_group_by,
     parse_limit,
     parse_query,
@@ -37,7 +38,8 @@ def test_non_integer_limits_are_400(raw: str) -> None:
 def test_cursors() -> None:
     assert parse_cursor("before", None) is None
     assert parse_cursor("before", "12") == "12"
-    for bad in ("", "abc", "-1", "1" * 19, "١٢"):
+    assert parse_cursor("before", "h.ab12-3") == "h.ab12-3"  # backends check their own kind
+    for bad in ("", "a b", "1/2", "1" * 4097, "١٢"):
         with pytest.raises(ApiError):
             parse_cursor("after", bad)
 
@@ -97,3 +99,11 @@ def test_any_query_text_is_valid_or_a_positioned_400(text: str) -> None:
         assert parse_query(text) == text
     except ApiError as exc:
         assert exc.status == 400 and 0 <= exc.body["position"] <= len(text)
+
+
+def test_flags() -> None:
+    assert parse_flag("latency", None) is False and parse_flag("latency", "1") is True
+    assert parse_flag("latency", "TRUE") is True and parse_flag("latency", "0") is False
+    with pytest.raises(ApiError) as info:
+        parse_flag("latency", "yes")
+    assert info.value.body["parameter"] == "latency"

@@ -10,7 +10,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pilotfish.query import compile_query
-from pilotfish.store.aggregate import buckets, node_from_key, percentile, service_map
+from pilotfish.store.aggregate import (
+    MAX_BINS,
+    buckets,
+    histogram,
+    merge_latency,
+    node_from_key,
+    percentile,
+    percentile_of,
+    service_map,
+)
 from pilotfish.store.base import Bucket, MapEdge, MapNode
 from pilotfish.store.sqlite import SqliteStore
 from tests.store.entries import T0, make
@@ -192,3 +201,31 @@ def test_streams_group_entries_by_flow(store: SqliteStore) -> None:
     assert refs["s2"].transport == "udp" and refs["s2"].server_port == 53
     assert [r.stream for r in store.streams(compile_query("dns"))] == ["s2"]
     assert len(store.streams(None, limit=1)) == 1
+
+
+@given(st.lists(st.lists(st.integers(0, 5_000), max_size=60), min_size=1, max_size=4))
+def test_merged_histograms_give_the_percentiles_of_all_values(parts: list[list[int]]) -> None:
+    merged = merge_latency(histogram(sorted(p)) for p in parts)
+    everything = sorted(v for p in parts for v in p)
+    for p in (50, 95, 99):
+        assert percentile_of(merged, p) == percentile(everything, p)
+
+
+def test_histograms_past_max_bins_are_coarsened_to_three_digits() -> None:
+    values = list(range(100_000, 100_000 + MAX_BINS * 3))
+    pairs = histogram(values)
+    assert len(pairs) < MAX_BINS and sum(c for _, c in pairs) == len(values)
+    exact = percentile(values, 95)
+    assert exact is not None
+    approx = percentile_of(pairs, 95)
+    assert approx is not None and abs(approx - exact) / exact < 0.01
+
+
+def test_latency_histograms_only_when_asked(store: SqliteStore) -> None:
+    store.add([make(i, elapsed_us=100 * (i % 3)) for i in range(9)])
+    store.commit()
+    (plain,) = store.stats(None, 3600)
+    (detailed,) = store.stats(None, 3600, latency=True)
+    assert plain.latency is None and detailed.latency == [(0, 3), (100, 3), (200, 3)]
+    (edge,) = store.servicemap(None, latency=True).edges
+    assert edge.latency == detailed.latency and store.servicemap(None).edges[0].latency is None

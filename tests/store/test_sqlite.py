@@ -412,3 +412,16 @@ def test_it_is_an_entry_store(tmp_path: Path) -> None:
     s.commit()
     assert s.size_bytes() > 0
     s.close()
+
+
+def test_positions_restart_a_page_at_any_entry(store: SqliteStore) -> None:
+    store.add([make(i, status=500 if i % 3 == 0 else 200) for i in range(30)])
+    store.commit()
+    q = compile_query("status_code >= 500")
+    page = store.query(q, limit=4)
+    assert len(page.positions) == len(page.entries) == 4
+    again = store.query(q, limit=2, before=str(page.positions[2] + 1))
+    assert [e.id for e in again.entries] == [e.id for e in page.entries[2:4]]
+    rising = store.query(q, limit=3, after=str(page.positions[-1]))
+    assert rising.positions == sorted(rising.positions, reverse=True)
+    assert [e.id for e in rising.entries] == [e.id for e in page.entries[:3]]

@@ -85,17 +85,21 @@ class _Handlers:
         return json_response(found)
 
     async def stats(self, request: Request) -> Response:
-        p = _get(request, "q", "bucket", "group_by")
+        p = _get(request, "q", "bucket", "group_by", "latency")
         buckets = await self.backend.stats(
             params.parse_query(p.get("q", "")),
             params.parse_bucket(p.get("bucket")),
             params.parse_group_by(p.get("group_by")),
+            params.parse_flag("latency", p.get("latency")),
         )
         return json_response(buckets)
 
     async def servicemap(self, request: Request) -> Response:
-        p = _get(request, "q")
-        return json_response(await self.backend.servicemap(params.parse_query(p.get("q", ""))))
+        p = _get(request, "q", "latency")
+        smap = await self.backend.servicemap(
+            params.parse_query(p.get("q", "")), params.parse_flag("latency", p.get("latency"))
+        )
+        return json_response(smap)
 
     async def export_pcap(self, request: Request) -> Response:
         p = _get(request, "q")

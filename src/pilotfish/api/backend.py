@@ -26,6 +26,7 @@ from typing import IO, Any, Protocol, TypeVar
 
 from pilotfish.api.feedpipe import FeedReceiver
 from pilotfish.api.live import LiveFeed, Subscription
+from pilotfish.api.params import ApiError
 from pilotfish.capture.pcapfile import PcapWriter
 from pilotfish.model import Entry
 from pilotfish.query import Query, compile_query
@@ -49,9 +50,13 @@ class Backend(Protocol):
 
     async def entry(self, entry_id: str) -> Entry | None: ...
 
-    async def stats(self, query: str, bucket_s: float, group_by: str) -> list[Bucket]: ...
+    async def stats(
+        self, query: str, bucket_s: float, group_by: str, latency: bool = False
+    ) -> list[Bucket]:
+        """Buckets; with `latency`, each carries its latency histogram too."""
+        ...
 
-    async def servicemap(self, query: str) -> ServiceMap: ...
+    async def servicemap(self, query: str, latency: bool = False) -> ServiceMap: ...
 
     def export_pcap(self, query: str) -> AsyncIterator[bytes]:
         """The pcap file of the matching flows' packets, in chunks."""
@@ -117,16 +122,23 @@ class LocalBackend:
         self._thread.shutdown(wait=False, cancel_futures=True)
 
     async def entries(self, query: str, limit: int, before: str | None, after: str | None) -> Page:
+        for name, cursor in (("before", before), ("after", after)):
+            if cursor is not None and not (
+                cursor.isascii() and cursor.isdigit() and len(cursor) <= 18
+            ):
+                raise ApiError(400, f"{name} must be a cursor returned by this API", parameter=name)
         return await self._run(self.store.query, _compiled(query), limit, before, after)
 
     async def entry(self, entry_id: str) -> Entry | None:
         return await self._run(self.store.get, entry_id)
 
-    async def stats(self, query: str, bucket_s: float, group_by: str) -> list[Bucket]:
-        return await self._run(self.store.stats, _compiled(query), bucket_s, group_by)
+    async def stats(
+        self, query: str, bucket_s: float, group_by: str, latency: bool = False
+    ) -> list[Bucket]:
+        return await self._run(self.store.stats, _compiled(query), bucket_s, group_by, latency)
 
-    async def servicemap(self, query: str) -> ServiceMap:
-        return await self._run(self.store.servicemap, _compiled(query))
+    async def servicemap(self, query: str, latency: bool = False) -> ServiceMap:
+        return await self._run(self.store.servicemap, _compiled(query), latency)
 
     async def export_pcap(self, query: str) -> AsyncIterator[bytes]:
         out = await self._run(self._export, _compiled(query))

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from pilotfish import __version__
-from pilotfish.api.params import GROUPS, MAX_LIMIT, MAX_VALUE
+from pilotfish.api.params import CURSOR_PATTERN, GROUPS, MAX_LIMIT, MAX_VALUE
 from pilotfish.model import Entry
 from pilotfish.store.base import Bucket, Page, ServiceMap
 
@@ -48,7 +48,7 @@ _LIMIT = _q(
     {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
     f"page size, clamped to 1..{MAX_LIMIT}",
 )
-_CURSOR = {"type": "string", "pattern": "^[0-9]{1,18}$"}
+_CURSOR = {"type": "string", "pattern": f"^{CURSOR_PATTERN}$"}
 
 
 def _get(
@@ -103,6 +103,11 @@ def _schemas() -> dict[str, Any]:
 
 
 _OBJECT = {"type": "object"}
+_LATENCY = _q(
+    "latency",
+    {"type": "string", "enum": ["0", "1", "true", "false"]},
+    "also return each latency histogram (what a hub needs to merge percentiles)",
+)
 
 
 def _paths() -> dict[str, Any]:
@@ -142,11 +147,14 @@ def _paths() -> dict[str, Any]:
                     "bucket width: seconds or 500ms, 10s, 1m, 1h (1ms..24h)",
                 ),
                 _q("group_by", {"type": "string", "enum": ["", *GROUPS]}, "split by this field"),
+                _LATENCY,
             ],
             _json({"type": "array", "items": _ref("Bucket")}),
         ),
         "/api/servicemap": _get(
-            "workloads and the calls between them", [_QUERY], _json(_ref("ServiceMap"))
+            "workloads and the calls between them",
+            [_QUERY, _LATENCY],
+            _json(_ref("ServiceMap")),
         ),
         "/api/export.pcap": _get(
             "the packets of the matching flows as one pcap file",

@@ -2,7 +2,8 @@
 
 Pure functions over strings (no Starlette): each returns the clean value or raises
 `ApiError`, which the app turns into a 4xx JSON answer `{"error": ..., ...}`.  Bounds:
-limits are clamped to 1..`MAX_LIMIT`, cursors are at most 18 digits, buckets lie between
+limits are clamped to 1..`MAX_LIMIT`, cursors are tokens of at most `MAX_CURSOR` characters
+from [0-9A-Za-z._~-] (each backend checks its own kind further), buckets lie between
 1 ms and 24 h, parameter values longer than `MAX_VALUE` characters are refused, and a
 parameter a route does not know is an error rather than silently ignored.
 """
@@ -21,7 +22,10 @@ DEFAULT_LIMIT = 100
 MAX_VALUE = 8192
 _BUCKET = re.compile(r"(\d{1,9}(?:\.\d{1,6})?)(ms|s|m|h)?")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-_CURSOR = re.compile(r"[0-9]{1,18}")
+MAX_CURSOR = 4096
+CURSOR_PATTERN = rf"[0-9A-Za-z._~-]{{1,{MAX_CURSOR}}}"
+_CURSOR = re.compile(CURSOR_PATTERN)
+_FLAGS = {"": False, "0": False, "false": False, "1": True, "true": True}
 
 
 class ApiError(Exception):
@@ -74,6 +78,14 @@ def parse_cursor(name: str, raw: str | None) -> str | None:
     if _CURSOR.fullmatch(raw) is None:
         raise ApiError(400, f"{name} must be a cursor returned by this API", parameter=name)
     return raw
+
+
+def parse_flag(name: str, raw: str | None) -> bool:
+    """ "1"/"true" or "0"/"false" (absent: false)."""
+    value = _FLAGS.get((raw or "").lower())
+    if value is None:
+        raise ApiError(400, f"{name} must be 0, 1, true or false", parameter=name)
+    return value
 
 
 def parse_bucket(raw: str | None) -> float:

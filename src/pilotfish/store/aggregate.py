@@ -10,6 +10,12 @@ one record per bucket/edge.
 Percentiles are nearest-rank over the answered rows of a bucket or edge: the p-th
 percentile of n sorted values is the value at rank ceil(p/100 * n); None when no row of the
 group has a response.  Errors follow `schema.is_error`.
+
+With `latency=True` each bucket and edge also carries its latency histogram, the
+(elapsed_us, count) pairs a hub needs to merge percentiles across workers exactly
+(`merge_latency`, `percentile_of`).  A histogram is exact up to `MAX_BINS` distinct values;
+beyond that its values are rounded down to three significant digits (under 1 % relative
+error, at most about 900 pairs per decade of microseconds).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import math
 from collections.abc import Iterable
 from typing import Final
 
-from pilotfish.store.base import Bucket, MapEdge, MapNode, ServiceMap
+from pilotfish.store.base import Bucket, Latency, MapEdge, MapNode, ServiceMap
 
 BucketRow = tuple[float, str, int, int, int]
 """(timestamp, group, elapsed_us, answered 0/1, error 0/1)"""
@@ -27,6 +33,7 @@ MapRow = tuple[str, str, str, int, int, int]
 """(source node key, target node key, protocol, elapsed_us, answered 0/1, error 0/1)"""
 
 _SEP: Final = "\x1f"
+MAX_BINS: Final = 2048
 
 
 def _node_key_sql(side: str) -> str:
@@ -54,6 +61,51 @@ def percentile(ordered: list[int], p: float) -> float | None:
     return float(ordered[min(rank, len(ordered)) - 1])
 
 
+def _coarse(value: int) -> int:
+    """`value` rounded down to three significant digits."""
+    if value < 1000:
+        return value
+    step: int = 10 ** (len(str(value)) - 3)
+    return value - value % step
+
+
+def histogram(ordered: list[int]) -> Latency:
+    """(value, count) pairs of sorted values; coarsened past MAX_BINS (module docstring)."""
+    pairs: Latency = []
+    for value in ordered:
+        if pairs and pairs[-1][0] == value:
+            pairs[-1] = (value, pairs[-1][1] + 1)
+        else:
+            pairs.append((value, 1))
+    return pairs if len(pairs) <= MAX_BINS else merge_latency([pairs], coarse=True)
+
+
+def merge_latency(histograms: Iterable[Latency], coarse: bool = False) -> Latency:
+    """The sum of histograms, ascending (values coarsened when `coarse` or past MAX_BINS)."""
+    counts: dict[int, int] = {}
+    for pairs in histograms:
+        for value, count in pairs:
+            key = _coarse(value) if coarse else value
+            counts[key] = counts.get(key, 0) + count
+    if not coarse and len(counts) > MAX_BINS:
+        return merge_latency([list(counts.items())], coarse=True)
+    return sorted(counts.items())
+
+
+def percentile_of(pairs: Latency, p: float) -> float | None:
+    """Nearest-rank percentile of an ascending histogram; None when it is empty."""
+    total = sum(count for _, count in pairs)
+    if total <= 0:
+        return None
+    rank = min(max(1, math.ceil(p / 100.0 * total)), total)
+    seen = 0
+    for value, count in pairs:
+        seen += count
+        if seen >= rank:
+            return float(value)
+    return float(pairs[-1][0])
+
+
 class _Acc:
     __slots__ = ("count", "errors", "latencies")
 
@@ -73,7 +125,7 @@ class _Acc:
         return self.latencies
 
 
-def buckets(rows: Iterable[BucketRow], bucket_s: float) -> list[Bucket]:
+def buckets(rows: Iterable[BucketRow], bucket_s: float, latency: bool = False) -> list[Bucket]:
     """Group rows by time bucket (start = floor(ts / bucket_s) * bucket_s) and group."""
     if not bucket_s > 0 or math.isinf(bucket_s):
         raise ValueError(f"bucket_s must be a positive number of seconds, not {bucket_s!r}")
@@ -96,6 +148,7 @@ def buckets(rows: Iterable[BucketRow], bucket_s: float) -> list[Bucket]:
                 p95_us=percentile(ordered, 95),
                 p99_us=percentile(ordered, 99),
                 group=group,
+                latency=histogram(ordered) if latency else None,
             )
         )
     return out
@@ -110,7 +163,7 @@ def node_from_key(key: str) -> MapNode:
     return MapNode(node_id, name, namespace, kind)
 
 
-def service_map(rows: Iterable[MapRow]) -> ServiceMap:
+def service_map(rows: Iterable[MapRow], latency: bool = False) -> ServiceMap:
     """Nodes and edges (source -> target per protocol) with counts, errors, p50/p95."""
     edges: dict[tuple[str, str, str], _Acc] = {}
     for source, target, protocol, elapsed, answered, error in rows:
@@ -135,6 +188,7 @@ def service_map(rows: Iterable[MapRow]) -> ServiceMap:
                 errors=acc.errors,
                 p50_us=percentile(ordered, 50),
                 p95_us=percentile(ordered, 95),
+                latency=histogram(ordered) if latency else None,
             )
         )
     out_edges.sort(key=lambda e: (e.source, e.target, e.protocol))

@@ -25,6 +25,13 @@ class Page(msgspec.Struct):
     entries: list[Entry]
     older: str | None = None  # pass as `before` for the next (older) page
     newer: str | None = None  # pass as `after` to get what arrived since
+    # Each entry's position in its store (what cursors are made of): `before=str(p + 1)`
+    # starts a page at that entry, so a hub merging several stores resumes exactly.
+    positions: list[int] = []
+
+
+Latency = list[tuple[int, int]]
+"""A latency histogram: (elapsed_us, count) pairs, ascending (see `aggregate.histogram`)."""
 
 
 class Bucket(msgspec.Struct):
@@ -37,6 +44,7 @@ class Bucket(msgspec.Struct):
     p95_us: float | None
     p99_us: float | None
     group: str = ""
+    latency: Latency | None = None  # only when asked for (a hub merging percentiles)
 
 
 class MapNode(msgspec.Struct):
@@ -54,6 +62,7 @@ class MapEdge(msgspec.Struct):
     errors: int
     p50_us: float | None
     p95_us: float | None
+    latency: Latency | None = None  # only when asked for (a hub merging percentiles)
 
 
 class ServiceMap(msgspec.Struct):
@@ -99,9 +108,11 @@ class EntryStore(Protocol):
 
     def get(self, entry_id: str) -> Entry | None: ...
 
-    def stats(self, query: Query | None, bucket_s: float, group_by: str = "") -> list[Bucket]: ...
+    def stats(
+        self, query: Query | None, bucket_s: float, group_by: str = "", latency: bool = False
+    ) -> list[Bucket]: ...
 
-    def servicemap(self, query: Query | None) -> ServiceMap: ...
+    def servicemap(self, query: Query | None, latency: bool = False) -> ServiceMap: ...
 
     def streams(self, query: Query | None, limit: int = 10_000) -> list[StreamRef]: ...
 

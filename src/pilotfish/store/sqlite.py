@@ -245,7 +245,7 @@ class SqliteStore:
         else:
             older_cursor = None if exhausted else str(stop)
             newer = str(hi)
-        return Page(entries=entries, older=older_cursor, newer=newer)
+        return Page(entries=entries, older=older_cursor, newer=newer, positions=seqs)
 
     def _scan(
         self,
@@ -318,17 +318,19 @@ class SqliteStore:
         ).fetchone()
         return None if row is None else schema.BLOB_DECODER.decode(row[0])
 
-    def stats(self, query: Query | None, bucket_s: float, group_by: str = "") -> list[Bucket]:
+    def stats(
+        self, query: Query | None, bucket_s: float, group_by: str = "", latency: bool = False
+    ) -> list[Bucket]:
         """Count, errors and latency percentiles per time bucket (and group)."""
         if group_by and group_by not in schema.GROUPABLE:
             raise ValueError(f"cannot group by {group_by!r}")
         group = f"CAST({schema.COLUMNS[group_by]} AS TEXT)" if group_by else "''"
         rows = self._rows(query, f"ts, {group}, elapsed, answered, error")
-        return aggregate.buckets(rows, bucket_s)
+        return aggregate.buckets(rows, bucket_s, latency)
 
-    def servicemap(self, query: Query | None) -> ServiceMap:
+    def servicemap(self, query: Query | None, latency: bool = False) -> ServiceMap:
         """Workloads and the calls between them (see `aggregate.service_map`)."""
-        return aggregate.service_map(self._rows(query, aggregate.NODE_COLUMNS))
+        return aggregate.service_map(self._rows(query, aggregate.NODE_COLUMNS), latency)
 
     def streams(self, query: Query | None, limit: int = 10_000) -> list[StreamRef]:
         """The flows of matching entries (newest first), each with its time span."""
