@@ -1,6 +1,7 @@
 """The `pilotfish` command (argparse; every command imports what it needs when it runs).
 
     pilotfish read FILE [--filter QUERY] [--bpf EXPR] [--format table|jsonl|json]
+    pilotfish hub --worker URL [--worker URL ...] [--host 127.0.0.1] [--port 8898]
 
 Exit codes: 0 success, 1 runtime failure, 2 unusable input or wrong usage (bad flag value,
 missing or damaged file, invalid filter).  Entries go to stdout, the run summary and errors
@@ -383,6 +384,37 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- hub --------------------------------------------------------------------------------
+
+
+def _add_hub(commands: Commands) -> None:
+    parser = _command(
+        commands,
+        "hub",
+        "Serve one API and dashboard over several workers (queries and streams merged).",
+        _run_hub,
+    )
+    parser.add_argument(
+        "--worker", action="append", required=True, metavar="URL",
+        help="a worker's URL, e.g. http://10.0.0.5:8899 (repeat for each worker)",
+    )  # fmt: skip
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on")
+    parser.add_argument("--port", type=_int_range(1, 65535), default=8898, help="port to serve on")
+    parser.add_argument(
+        "--timeout", type=_float_range(0.1, 300), default=10.0, metavar="SECONDS",
+        help="seconds to wait for a worker's answer, 0.1 to 300",
+    )  # fmt: skip
+
+
+def _run_hub(args: argparse.Namespace) -> int:
+    from pilotfish.hub.serve import run_hub
+
+    try:
+        return run_hub(args.worker, args.host, args.port, timeout=args.timeout)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+
+
 # --- version ------------------------------------------------------------------------------
 
 
@@ -401,6 +433,7 @@ COMMANDS: tuple[Callable[[Commands], None], ...] = (
     _add_read,
     _add_capture,
     _add_demo,
+    _add_hub,
     _add_version,
 )
 

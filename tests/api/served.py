@@ -13,11 +13,12 @@ from starlette.applications import Starlette
 
 
 @contextmanager
-def served(app: Starlette, ws: str = "auto") -> Iterator[int]:
-    """Serve `app` until the block ends; yields the port.  Startup is bounded to 10 s."""
+def served(app: Starlette, ws: str = "auto", port: int = 0) -> Iterator[int]:
+    """Serve `app` until the block ends (on `port`, or a free one); yields the port.
+    Startup is bounded to 10 s."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, ws=ws, log_level="warning", lifespan="on", ws_ping_interval=None)
     server = uvicorn.Server(config)

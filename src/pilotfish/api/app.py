@@ -1,8 +1,8 @@
 """The HTTP API of a worker (and later the hub): `create_app(backend) -> Starlette`.
 
 Routes: /api/entries, /api/entries/{id}, /api/stats, /api/servicemap, /api/export.pcap,
-/api/export.har, /api/fields, /api/query/check, /api/workers, /api/stream (WebSocket, see
-`api.stream`), /metrics, /healthz, /readyz, /openapi.json, and / (the dashboard from
+/api/export.har, /api/fields, /api/query/check, /api/workers, /api/metrics (the counters as
+JSON), /api/stream (WebSocket, see `api.stream`), /metrics, /healthz, /readyz, /openapi.json, and / (the dashboard from
 `static_dir` when it exists, else a JSON index).
 
 Every answer but the pcap, the metrics and the dashboard is JSON.  Bad input (invalid
@@ -138,6 +138,10 @@ class _Handlers:
         snapshot = await self.backend.metrics()
         return Response(self.exposition.render(snapshot), media_type=CONTENT_TYPE)
 
+    async def metrics_json(self, request: Request) -> Response:
+        _get(request)
+        return json_response(await self.backend.metrics())
+
     async def healthz(self, request: Request) -> Response:
         return json_response({"ok": True})
 
@@ -196,6 +200,7 @@ def create_app(backend: Backend, static_dir: Path | None = STATIC_DIR) -> Starle
         Route("/api/fields", h.fields),
         Route("/api/query/check", h.check),
         Route("/api/workers", h.workers),
+        Route("/api/metrics", h.metrics_json),
         Route("/metrics", h.metrics),
         Route("/healthz", h.healthz),
         Route("/readyz", h.readyz),

@@ -11,7 +11,10 @@ queue is full the entry is dropped for that subscriber only and counted in
 `Subscription.dropped`, so a client that reads slowly, never reads or vanishes costs at most
 `max_queue` entries of memory and never slows the publisher or other clients; at most
 `max_clients` subscriptions exist at once (more are refused with `TooManyClients`).  A subscription
-is an async iterator of entries; `close()` (or `LiveFeed.unsubscribe`) ends it.
+is an async iterator of entries; `close()` (or `LiveFeed.unsubscribe`) ends it.  A feeder other
+than `LiveFeed` (a hub merging workers' streams) may `offer` entries itself, count drops that
+happened upstream (`note_dropped`), queue notices for the client (`notify`, bounded) and hook
+`on_close`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ Match = Callable[[Entry], bool]
 DEFAULT_MAX_QUEUE = 1000
 DEFAULT_MAX_HANDOVER = 10_000
 DEFAULT_MAX_CLIENTS = 256
+MAX_NOTICES = 16
 
 
 class TooManyClients(RuntimeError):
@@ -55,7 +59,9 @@ class Subscription:
         self.dropped = 0
         self.delivered = 0
         self.reported = 0
+        self.notices: deque[dict[str, object]] = deque(maxlen=MAX_NOTICES)
         self._unsubscribe: Callable[[Subscription], None] | None = None
+        self._on_close: list[Callable[[], None]] = []
 
     @property
     def pending(self) -> int:
@@ -80,16 +86,33 @@ class Subscription:
         self._queue.append(entry)
         self._wakeup.set()
 
+    def note_dropped(self, count: int) -> None:
+        """Count entries lost before they reached this queue (e.g. upstream of a hub)."""
+        if count > 0:
+            self.offered += count
+            self.dropped += count
+
+    def notify(self, notice: dict[str, object]) -> None:
+        """Queue a notice for the client (the last `MAX_NOTICES` are kept) and wake it."""
+        if not self._closed:
+            self.notices.append(notice)
+            self._wakeup.set()
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once when the subscription closes."""
+        self._on_close.append(callback)
+
     def take_dropped(self) -> int:
         """Drops not reported yet; marks them reported."""
         n = self.dropped - self.reported
         self.reported = self.dropped
         return n
 
-    async def get(self, timeout: float | None = None) -> Entry | None:
-        """The next entry; None after `timeout` seconds without one or once closed."""
+    async def get(self, timeout: float | None = None, notices: bool = False) -> Entry | None:
+        """The next entry; None after `timeout` seconds without one or once closed (and,
+        with `notices`, as soon as a notice waits)."""
         while not self._queue:
-            if self._closed:
+            if self._closed or (notices and self.notices):
                 return None
             self._wakeup.clear()
             try:
@@ -117,6 +140,9 @@ class Subscription:
         self._wakeup.set()
         if self._unsubscribe is not None:
             self._unsubscribe(self)
+        callbacks, self._on_close = self._on_close, []
+        for callback in callbacks:
+            callback()
 
 
 class LiveFeed:

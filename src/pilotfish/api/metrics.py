@@ -23,6 +23,20 @@ pilotfish_spool_bytes                        spool.bytes (gauge)
 pilotfish_websocket_clients                  websocket.clients (gauge)
 pilotfish_websocket_dropped_messages_total   websocket.dropped + websocket.overflow
 pilotfish_dropped_total{what}                every other "lost something" counter, see _DROPS
+
+A hub's snapshot is its workers' counters summed (so the families above are totals over
+the workers, except the websocket ones, which are the hub's own clients) plus a "hub"
+section, which adds (only then):
+
+pilotfish_hub_worker_up{worker}              1 when the worker answered last time (gauge)
+pilotfish_hub_worker_failures_total{worker}  failed calls to the worker
+pilotfish_hub_worker_requests_total{worker}  calls to the worker
+pilotfish_hub_worker_latency_seconds{worker} duration of its last successful call (gauge)
+pilotfish_hub_partial_answers_total          answers that lacked at least one worker
+pilotfish_hub_stream_reconnects_total        live-stream reconnections to workers
+pilotfish_worker_packets_received_total{worker}, pilotfish_worker_packets_dropped_total
+{worker}, pilotfish_worker_entries_total{worker}, pilotfish_worker_store_bytes{worker}:
+the same counters as above, per worker (from its last answer).
 """
 
 from __future__ import annotations
@@ -146,6 +160,92 @@ def families(s: dict[str, Any]) -> Iterator[Metric]:
     )
 
 
+def _per_worker(
+    name: str, doc: str, workers: list[dict[str, Any]], value: Callable[[dict[str, Any]], float]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=["worker"])
+    for w in workers:
+        family.add_metric([str(w.get("url", ""))], value(w))
+    return family
+
+
+def _gauge_per_worker(
+    name: str, doc: str, workers: list[dict[str, Any]], value: Callable[[dict[str, Any]], float]
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=["worker"])
+    for w in workers:
+        family.add_metric([str(w.get("url", ""))], value(w))
+    return family
+
+
+def hub_families(s: dict[str, Any]) -> Iterator[Metric]:
+    """The hub's own families (see the module docstring); nothing for a worker's snapshot."""
+    hub = s.get("hub")
+    if not isinstance(hub, dict):
+        return
+    raw = hub.get("workers")
+    workers = [w for w in raw if isinstance(w, dict)] if isinstance(raw, list) else []
+    yield _gauge_per_worker(
+        "pilotfish_hub_worker_up",
+        "Worker answered last time",
+        workers,
+        lambda w: float(w.get("up") is True),
+    )
+    yield _per_worker(
+        "pilotfish_hub_worker_failures",
+        "Failed calls to the worker",
+        workers,
+        lambda w: number(w, "failures_total"),
+    )
+    yield _per_worker(
+        "pilotfish_hub_worker_requests",
+        "Calls to the worker",
+        workers,
+        lambda w: number(w, "requests_total"),
+    )
+    yield _gauge_per_worker(
+        "pilotfish_hub_worker_latency_seconds",
+        "Duration of the worker's last successful call",
+        workers,
+        lambda w: number(w, "latency_ms") / 1000.0,
+    )
+    yield _counter(
+        "pilotfish_hub_partial_answers", "Answers missing a worker", number(hub, "partial_answers")
+    )
+    yield _counter(
+        "pilotfish_hub_stream_reconnects",
+        "Live-stream reconnections to workers",
+        number(hub, "stream_reconnects"),
+    )
+    yield _per_worker(
+        "pilotfish_worker_packets_received",
+        "Packets handed to the worker",
+        workers,
+        lambda w: number(w, "metrics", "capture", "received"),
+    )
+    yield _per_worker(
+        "pilotfish_worker_packets_dropped",
+        "Packets the worker lost before seeing them",
+        workers,
+        lambda w: sum(
+            number(w, "metrics", "capture", *k)
+            for k in (("dropped",), ("if_dropped",), ("extra", "ring_dropped"))
+        ),
+    )
+    yield _per_worker(
+        "pilotfish_worker_entries",
+        "Entries the worker produced",
+        workers,
+        lambda w: sum(_by_label(w, "metrics", "pipeline", "entries").values()),
+    )
+    yield _gauge_per_worker(
+        "pilotfish_worker_store_bytes",
+        "The worker's entry store size in bytes",
+        workers,
+        lambda w: number(w, "metrics", "store", "bytes"),
+    )
+
+
 class _Snapshot(Collector):
     """Collects from the last snapshot handed to `Exposition.render`."""
 
@@ -154,6 +254,7 @@ class _Snapshot(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from families(self.snapshot)
+        yield from hub_families(self.snapshot)
 
 
 class Exposition:

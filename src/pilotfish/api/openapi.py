@@ -190,6 +190,12 @@ def _paths() -> dict[str, Any]:
             _json({"type": "array", "items": _OBJECT}),
             (),
         ),
+        "/api/metrics": _get(
+            "the counters behind /metrics, as nested JSON (what a hub sums)",
+            [],
+            _json(_OBJECT),
+            (),
+        ),
         "/metrics": _get(
             "Prometheus metrics",
             [],

@@ -6,7 +6,9 @@ connection; an invalid one gets `{"type": "error", "error", "position"}` and clo
 when the feed already has its maximum of clients the answer is an error and close code 1013.
 Memory per client is bounded by its subscription queue (see `api.live`): when the client
 falls behind, entries are dropped and counted, and the client is told with
-`{"type": "dropped", "count": N}` (coalesced, at most once per `DROP_REPORT_S`).  Anything
+`{"type": "dropped", "count": N}` (coalesced, at most once per `DROP_REPORT_S`).  Notices
+about the source (a hub's worker going away or coming back) arrive as
+`{"type": "notice", ...}`.  Anything
 the client sends is read and discarded (so a closing client is noticed at once).
 """
 
@@ -89,7 +91,10 @@ async def _send(ws: WebSocket, sub: Subscription, text: str) -> None:
     await ws.send_text(encode({"type": "hello", "query": text}).decode())
     last_report = loop.time()
     while not sub.closed:
-        entry = await sub.get(timeout=DROP_REPORT_S)
+        entry = await sub.get(timeout=DROP_REPORT_S, notices=True)
+        while sub.notices:
+            notice = {"type": "notice", **sub.notices.popleft()}
+            await ws.send_text(encode(notice).decode())
         if sub.dropped > sub.reported:
             now = loop.time()
             if now - last_report >= DROP_REPORT_S:

@@ -1,0 +1,141 @@
+"""Live streams of several workers merged into one hub subscription.
+
+`FanIn(sub, workers, query)` runs one task per worker that reads the worker's
+`/api/stream?q=` (the filter is evaluated on the worker) and offers every entry to the hub
+subscription `sub`, whose bounded queue drops and counts when the hub's client is slow
+(`api.live`).  Drops a worker reports (`{"type": "dropped"}`) are added to the same count,
+so the client hears of every entry it missed.  Entries are delivered in arrival order
+(each worker's own order is kept; there is no cross-worker reordering delay).
+
+A worker that cannot be reached or closes the stream is retried with exponential backoff
+(`backoff_base` .. `backoff_max` seconds) for as long as the subscription lives; the client
+gets a `notice` when a worker's stream is lost and when it is back.  Messages are limited
+to `MAX_MESSAGE` bytes.  Closing the subscription cancels every task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Final
+from urllib.parse import urlencode
+
+import msgspec
+import websockets
+
+from pilotfish.api.live import Subscription
+from pilotfish.hub.client import BACKOFF_BASE, BACKOFF_MAX, WorkerClient
+from pilotfish.model import Entry
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE: Final = 16 * 1024 * 1024
+_REFUSED: Final = (1008, 1013)  # the worker refused the filter or has too many clients
+
+
+class _Message(msgspec.Struct):
+    type: str
+    entry: Entry | None = None
+    count: int = 0
+    error: str = ""
+
+
+_DECODER: Final = msgspec.json.Decoder(_Message)
+
+
+class FanIn:
+    """See the module docstring.  `counters`: reconnects, bad_messages, refused."""
+
+    def __init__(
+        self,
+        sub: Subscription,
+        workers: Sequence[WorkerClient],
+        query: str,
+        *,
+        open_timeout: float = 5.0,
+        backoff_base: float = BACKOFF_BASE,
+        backoff_max: float = BACKOFF_MAX,
+    ) -> None:
+        self.sub = sub
+        self.workers = list(workers)
+        self.query = query
+        self.open_timeout = open_timeout
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.counters = {"reconnects": 0, "bad_messages": 0, "refused": 0}
+        self.connected: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._pump(w)) for w in self.workers]
+        self.sub.on_close(self.stop)
+
+    def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    async def aclose(self) -> None:
+        """Close the subscription and wait until every task has ended."""
+        self.sub.close()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def wait_connected(self, timeout: float) -> bool:
+        """True once every worker's stream is open (for callers that want to wait)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self.connected) < len(self.workers):
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    async def _pump(self, worker: WorkerClient) -> None:
+        delay = self.backoff_base
+        url = f"{worker.ws_url}/api/stream?{urlencode({'q': self.query})}"
+        lost = False
+        while True:
+            if self.sub.closed:
+                return
+            error = ""
+            try:
+                async with websockets.connect(
+                    url, open_timeout=self.open_timeout, max_size=MAX_MESSAGE, max_queue=64
+                ) as ws:
+                    self.connected.add(worker.url)
+                    if lost:
+                        self.sub.notify({"worker": worker.url, "state": "up"})
+                        lost = False
+                    delay = self.backoff_base
+                    await self._read(ws)
+                    error = "stream closed"
+                    if ws.close_code in _REFUSED:
+                        self.counters["refused"] += 1
+            except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            finally:
+                self.connected.discard(worker.url)
+            if not lost and not self.sub.closed:
+                self.sub.notify({"worker": worker.url, "state": "down", "error": error[:200]})
+                lost = True
+            self.counters["reconnects"] += 1
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.backoff_max)
+
+    async def _read(self, ws: websockets.ClientConnection) -> None:
+        sub = self.sub
+        async for raw in ws:
+            try:
+                message = _DECODER.decode(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                self.counters["bad_messages"] += 1
+                continue
+            if message.type == "entry" and message.entry is not None:
+                sub.offer(message.entry)
+            elif message.type == "dropped":
+                sub.note_dropped(message.count)
+            if sub.closed:
+                return
