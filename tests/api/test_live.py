@@ -150,3 +150,28 @@ def test_accounting_always_balances(bound: int, steps: list[bool]) -> None:
         assert sub.offered == sum(steps)
 
     asyncio.run(scenario())
+
+
+def test_feeders_other_than_the_feed_count_drops_notify_and_hook_close() -> None:
+    feed = LiveFeed(max_queue=2)
+    sub = feed.subscribe(None)
+    closed: list[bool] = []
+    sub.on_close(lambda: closed.append(True))
+    sub.note_dropped(3)
+    sub.note_dropped(-1)  # nonsense from upstream is ignored
+    assert (sub.offered, sub.dropped) == (3, 3)
+
+    async def scenario() -> tuple[object, object]:
+        waiting = asyncio.ensure_future(sub.get(timeout=5, notices=True))
+        await asyncio.sleep(0.01)
+        for k in range(20):
+            sub.notify({"n": k})
+        woke = await waiting  # a notice wakes a reader that asked for them
+        plain = await sub.get(timeout=0.01)  # other readers keep waiting for entries
+        return woke, plain
+
+    assert asyncio.run(scenario()) == (None, None)
+    assert len(sub.notices) == 16 and sub.notices[-1] == {"n": 19}
+    sub.close()
+    sub.notify({"late": True})
+    assert closed == [True] and feed.clients == 0 and feed.dropped() == 3

@@ -11,8 +11,10 @@ and keeps retrying them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import uvicorn
@@ -22,6 +24,20 @@ from pilotfish.hub.app import hub_app
 from pilotfish.hub.backend import FederatedBackend
 
 STARTUP_TIMEOUT_S = 30.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, but a stop signal ends it with exit 0 instead of re-raising."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        stops = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in stops}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def run_hub(
@@ -42,7 +58,7 @@ def run_hub(
         lifespan="on",
         ws_ping_interval=20.0,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     return asyncio.run(_serve(server, host, port, len(backend.clients)))
 
 
@@ -50,9 +66,9 @@ async def _serve(server: uvicorn.Server, host: str, port: int, workers: int) -> 
     announce = asyncio.create_task(_announce(server, host, port, workers))
     try:
         await server.serve()
-    except SystemExit as exc:  # uvicorn exits when it cannot bind
+    except SystemExit:  # uvicorn exits when it cannot bind (it has logged why)
         print(f"pilotfish hub: cannot serve on {host}:{port}", file=sys.stderr)
-        return int(exc.code) if isinstance(exc.code, int) else 1
+        return 1
     finally:
         announce.cancel()
     return 0 if server.started else 1
