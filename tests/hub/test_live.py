@@ -63,3 +63,28 @@ def test_a_worker_that_comes_late_joins_the_stream(tmp_path: Path) -> None:
     worker.store.close()
     assert worker.spool is not None
     worker.spool.close()
+
+
+def test_a_slow_hub_client_costs_its_queue_bound_and_hears_of_every_drop(tmp_path: Path) -> None:
+    worker = local_backend(tmp_path / "w", "w", [])
+
+    async def scenario(port: int) -> tuple[int, int, int]:
+        sub = LiveFeed(max_queue=3).subscribe(None, "")
+        client = WorkerClient(f"http://127.0.0.1:{port}")
+        fan = FanIn(sub, [client], "")
+        fan.start()
+        assert await fan.wait_connected(10)
+        for k in range(40):  # the hub's client reads nothing meanwhile
+            worker.feed.publish(msgspec.structs.replace(make(k), id=f"w-{k}"))
+        while sub.offered < 40:
+            await asyncio.sleep(0.01)
+        pending, dropped = sub.pending, sub.dropped
+        await fan.aclose()
+        await client.close()
+        return pending, dropped, sub.offered
+
+    with served(create_app(worker, None)) as port:
+        assert asyncio.run(scenario(port)) == (3, 37, 40)
+    worker.store.close()
+    assert worker.spool is not None
+    worker.spool.close()

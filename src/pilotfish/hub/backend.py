@@ -14,7 +14,8 @@ others' answers: each call is bounded by the client's timeouts.
 
 Bounds: a page asks each worker for at most `limit` entries; answers are read up to
 `max_bytes` each; a PCAP export downloads each worker's file to a temporary directory (at
-most `max_bytes` each) and streams the merged file from a spooled temporary file; live
+most `export_limit` bytes each: a longer one is cut there, keeping its whole frames, and
+counted in `exports_cut`) and streams the merged file from a spooled temporary file; live
 streams are bounded per client by the hub's `LiveFeed` settings.
 """
 
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 EXPORT_MEMORY: Final = 8 * 1024 * 1024
+EXPORT_LIMIT: Final = 1024 * 1024 * 1024
 EXPORT_CHUNK: Final = 256 * 1024
 PROBE_INTERVAL: Final = 0.5
 HEALTH_INTERVAL: Final = 2.0
@@ -60,6 +62,7 @@ class FederatedBackend:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        export_limit: int = EXPORT_LIMIT,
         feed: LiveFeed | None = None,
         probe_interval: float = PROBE_INTERVAL,
         health_interval: float = HEALTH_INTERVAL,
@@ -88,6 +91,7 @@ class FederatedBackend:
         ]
         self.keys = [worker_key(w.url) for w in self.clients]
         self.feed = feed if feed is not None else LiveFeed()
+        self.export_limit = export_limit
         self.probe_interval = probe_interval
         self.health_interval = health_interval
         self.backoff = (backoff_base, backoff_max)
@@ -95,7 +99,13 @@ class FederatedBackend:
         self._checked: dict[str, float] = {}
         self._fan_ins: set[FanIn] = set()
         self._prober: asyncio.Task[None] | None = None
-        self.counters = {"calls": 0, "partial_answers": 0, "stream_reconnects": 0}
+        self.counters = {
+            "calls": 0,
+            "partial_answers": 0,
+            "stream_reconnects": 0,
+            "exports_cut": 0,
+            "export_frames_skipped": 0,
+        }
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -238,13 +248,15 @@ class FederatedBackend:
             async def fetch(w: WorkerClient) -> Path:
                 path = paths[worker_key(w.url)]
                 with open(path, "wb") as out:
-                    await w.download("/api/export.pcap", {"q": query}, out)
+                    if await w.download("/api/export.pcap", {"q": query}, out, self.export_limit):
+                        self.counters["exports_cut"] += 1
                 return path
 
             got = await self._fan(fetch)
-            merged = await asyncio.to_thread(
+            merged, counters = await asyncio.to_thread(
                 _merge_to_file, [got[k] for k in self.keys if k in got]
             )
+            self.counters["export_frames_skipped"] += counters["skipped_linktype"]
         try:
             while chunk := await asyncio.to_thread(merged.read, EXPORT_CHUNK):
                 yield chunk
@@ -308,7 +320,7 @@ def _seconds(bucket_s: float) -> str:
     return f"{bucket_s:.6f}".rstrip("0").rstrip(".")
 
 
-def _merge_to_file(paths: list[Path]) -> IO[bytes]:
+def _merge_to_file(paths: list[Path]) -> tuple[IO[bytes], dict[str, int]]:
     out: Any = tempfile.SpooledTemporaryFile(max_size=EXPORT_MEMORY)  # noqa: SIM115
     try:
         counters = merge_pcaps(paths, out)
@@ -319,4 +331,4 @@ def _merge_to_file(paths: list[Path]) -> IO[bytes]:
         log.warning("hub: pcap export merged with losses: %s", counters)
     out.seek(0)
     result: IO[bytes] = out
-    return result
+    return result, counters

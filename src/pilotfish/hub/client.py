@@ -115,18 +115,20 @@ class WorkerClient:
             except msgspec.DecodeError as exc:
                 raise self.fail(f"answer is not JSON: {exc}") from None
 
-    async def download(self, path: str, params: dict[str, str], out: IO[bytes]) -> int:
-        """Write the body of GET `path` to `out` (at most `max_bytes`); return its size."""
+    async def download(self, path: str, params: dict[str, str], out: IO[bytes], limit: int) -> bool:
+        """Write the body of GET `path` to `out`, at most `limit` bytes; True when it was
+        cut there (the caller decides what a cut answer is worth; the worker is fine)."""
         size = 0
         async with self._request(path, params) as response:
             if response.status_code != 200:
                 raise self.fail(f"{path} answered {response.status_code}")
             async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > self.max_bytes:
-                    raise self.fail(f"answer larger than {self.max_bytes} bytes")
-                out.write(chunk)
-        return size
+                room = limit - size
+                out.write(chunk[:room])
+                size += min(len(chunk), room)
+                if len(chunk) > room:
+                    return True
+        return False
 
     async def probe(self) -> bool:
         """Ask /readyz (unless in backoff); True when the worker is ready."""
