@@ -12,6 +12,7 @@ from bench import (
     bench_afpacket,
     bench_decode,
     capture_rates,
+    hub_query,
     read_throughput,
     startup,
     store_query,
@@ -24,6 +25,7 @@ SUITES: dict[str, Callable[[], str]] = {
     "capture": capture_rates.run,
     "store": store_query.run,
     "startup": startup.run,
+    "hub": hub_query.run,
 }
 
 

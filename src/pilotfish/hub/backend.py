@@ -175,10 +175,11 @@ class FederatedBackend:
 
     @staticmethod
     async def _get(w: WorkerClient, path: str, params: dict[str, str], kind: type[T]) -> T:
-        status, body = await w.get_json(path, params)
+        status, body = await w.get_json(path, params, kind)
         if status != 200:
             raise w.fail(f"{path} answered {status}: {str(body)[:100]}")
-        return msgspec.convert(body, kind)
+        result: T = body
+        return result
 
     # --- queries -----------------------------------------------------------------------
 
@@ -212,12 +213,13 @@ class FederatedBackend:
 
     async def entry(self, entry_id: str) -> Entry | None:
         async def ask(w: WorkerClient) -> Entry | None:
-            status, body = await w.get_json(f"/api/entries/{quote(entry_id, safe='')}")
+            status, body = await w.get_json(f"/api/entries/{quote(entry_id, safe='')}", None, Entry)
             if status == 404:
                 return None
             if status != 200:
                 raise w.fail(f"/api/entries/{{id}} answered {status}")
-            return msgspec.convert(body, Entry)
+            found: Entry = body
+            return found
 
         node = entry_id.rpartition("-")[0]
         owners = [w for w in self.clients if node and w.node == node]

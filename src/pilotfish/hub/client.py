@@ -102,16 +102,22 @@ class WorkerClient:
             "latency_ms": round(self.latency_s * 1000, 3),
         }
 
-    async def get_json(self, path: str, params: dict[str, str] | None = None) -> tuple[int, Any]:
-        """(status, decoded JSON) of GET `path`; 4xx is returned, anything worse raises."""
+    async def get_json(
+        self, path: str, params: dict[str, str] | None = None, kind: Any = Any
+    ) -> tuple[int, Any]:
+        """(status, JSON decoded as `kind`) of GET `path`.  A 4xx is returned (its body
+        decoded as plain JSON); anything worse, or a 200 that is not a `kind`, raises."""
         async with self._request(path, params) as response:
             body = bytearray()
             async for chunk in response.aiter_bytes():
                 body += chunk
                 if len(body) > self.max_bytes:
                     raise self.fail(f"answer larger than {self.max_bytes} bytes")
+            status = response.status_code
             try:
-                return response.status_code, msgspec.json.decode(body)
+                return status, msgspec.json.decode(body, type=kind if status == 200 else Any)
+            except msgspec.ValidationError as exc:
+                raise self.fail(f"unexpected answer: {exc}") from None
             except msgspec.DecodeError as exc:
                 raise self.fail(f"answer is not JSON: {exc}") from None
 

@@ -4,8 +4,9 @@ Pure functions over the workers' answers (the pcap merge reads and writes files 
 handed).  Counts and errors add up exactly.  Percentiles are recomputed from the summed
 latency histograms the workers send when asked (`latency=1`; see `store.aggregate`), so
 they equal what one store holding every entry would answer (exactly, as long as no
-histogram had to be coarsened).  A bucket or edge some worker sent without a histogram
-keeps that worker's percentiles when it is the only contributor and has none otherwise.
+histogram had to be coarsened); a bucket or edge only one worker contributes to keeps
+that worker's own (exact) percentiles.  One with several contributors, some of which sent
+no histogram, has no percentiles rather than guessed ones.
 
 `merge_pcaps` interleaves the workers' pcap files by timestamp (each is already in time
 order) into one classic pcap, reading each input in bounded chunks; frames whose link type
@@ -23,43 +24,47 @@ from typing import Any, BinaryIO
 from pilotfish.capture.base import LINKTYPE_ETHERNET
 from pilotfish.capture.pcapfile import PcapFileSource, PcapFormatError, PcapWriter
 from pilotfish.model import Frame
-from pilotfish.store.aggregate import merge_latency, percentile_of
+from pilotfish.store.aggregate import merge_latency, percentiles_of
 from pilotfish.store.base import Bucket, Latency, MapEdge, MapNode, ServiceMap
 
 
 class _Sum:
     """Counts, errors and latency of one bucket or edge, summed over workers."""
 
-    __slots__ = ("count", "errors", "histograms", "lone", "parts")
+    __slots__ = ("count", "errors", "histograms", "missing", "own", "parts")
 
     def __init__(self) -> None:
         self.count = 0
         self.errors = 0
         self.parts = 0
+        self.missing = 0  # contributors that sent no histogram
         self.histograms: list[Latency] = []
-        self.lone: tuple[float | None, ...] = ()
+        self.own: tuple[float | None, ...] = ()
 
     def add(
-        self, count: int, errors: int, latency: Latency | None, ps: tuple[float | None, ...]
+        self, count: int, errors: int, latency: Latency | None, own: tuple[float | None, ...]
     ) -> None:
         self.count += count
         self.errors += errors
         self.parts += 1
+        self.own = own
         if latency is None:
-            self.lone = ps
+            self.missing += 1
         else:
             self.histograms.append(latency)
 
-    def latency(self) -> Latency:
-        return merge_latency(self.histograms)
+    def latency(self) -> Latency | None:
+        if self.missing:
+            return None
+        return self.histograms[0] if self.parts == 1 else merge_latency(self.histograms)
 
     def percentiles(self, *ps: float) -> tuple[float | None, ...]:
-        if self.lone and self.parts == 1:
-            return self.lone
-        if self.lone:  # a worker sent percentiles only: they cannot be merged
-            return tuple(None for _ in ps)
+        if self.parts == 1:  # a lone contributor's own percentiles are exact
+            return self.own
         merged = self.latency()
-        return tuple(percentile_of(merged, p) for p in ps)
+        if merged is None:  # a worker sent percentiles only: they cannot be merged
+            return tuple(None for _ in ps)
+        return percentiles_of(merged, ps)
 
 
 def merge_buckets(answers: Iterable[Sequence[Bucket]], latency: bool = False) -> list[Bucket]:
@@ -81,7 +86,7 @@ def merge_buckets(answers: Iterable[Sequence[Bucket]], latency: bool = False) ->
                 p95_us=p95,
                 p99_us=p99,
                 group=group,
-                latency=acc.latency() if latency and not acc.lone else None,
+                latency=acc.latency() if latency else None,
             )
         )
     return out
@@ -109,7 +114,7 @@ def merge_maps(answers: Iterable[ServiceMap], latency: bool = False) -> ServiceM
                 errors=acc.errors,
                 p50_us=p50,
                 p95_us=p95,
-                latency=acc.latency() if latency and not acc.lone else None,
+                latency=acc.latency() if latency else None,
             )
         )
     return ServiceMap(nodes=[nodes[k] for k in sorted(nodes)], edges=edges)

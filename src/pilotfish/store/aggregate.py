@@ -20,6 +20,7 @@ error, at most about 900 pairs per decade of microseconds).
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable
 from typing import Final
@@ -81,29 +82,44 @@ def histogram(ordered: list[int]) -> Latency:
 
 
 def merge_latency(histograms: Iterable[Latency], coarse: bool = False) -> Latency:
-    """The sum of histograms, ascending (values coarsened when `coarse` or past MAX_BINS)."""
-    counts: dict[int, int] = {}
-    for pairs in histograms:
-        for value, count in pairs:
-            key = _coarse(value) if coarse else value
-            counts[key] = counts.get(key, 0) + count
-    if not coarse and len(counts) > MAX_BINS:
-        return merge_latency([list(counts.items())], coarse=True)
-    return sorted(counts.items())
+    """The sum of ascending histograms, ascending (values coarsened when `coarse` or past
+    MAX_BINS).  Linear in the pairs: the inputs are merged, not re-sorted."""
+    pairs: Latency = []
+    for value, count in heapq.merge(*histograms):
+        key = _coarse(value) if coarse else value
+        if pairs and pairs[-1][0] == key:
+            pairs[-1] = (key, pairs[-1][1] + count)
+        else:
+            pairs.append((key, count))
+    if not coarse and len(pairs) > MAX_BINS:
+        return merge_latency([pairs], coarse=True)
+    return pairs
+
+
+def percentiles_of(pairs: Latency, ps: Iterable[float]) -> tuple[float | None, ...]:
+    """Nearest-rank percentiles of an ascending histogram, in one pass; None when empty."""
+    wanted = list(ps)
+    total = sum(count for _, count in pairs)
+    if total <= 0:
+        return tuple(None for _ in wanted)
+    ranks = [min(max(1, math.ceil(p / 100.0 * total)), total) for p in wanted]
+    order = sorted(range(len(ranks)), key=ranks.__getitem__)
+    out: list[float | None] = [None] * len(ranks)
+    seen = 0
+    at = 0
+    for value, count in pairs:
+        seen += count
+        while at < len(order) and ranks[order[at]] <= seen:
+            out[order[at]] = float(value)
+            at += 1
+        if at == len(order):
+            break
+    return tuple(out)
 
 
 def percentile_of(pairs: Latency, p: float) -> float | None:
     """Nearest-rank percentile of an ascending histogram; None when it is empty."""
-    total = sum(count for _, count in pairs)
-    if total <= 0:
-        return None
-    rank = min(max(1, math.ceil(p / 100.0 * total)), total)
-    seen = 0
-    for value, count in pairs:
-        seen += count
-        if seen >= rank:
-            return float(value)
-    return float(pairs[-1][0])
+    return percentiles_of(pairs, (p,))[0]
 
 
 class _Acc:
