@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -117,8 +117,8 @@ def local_backend(root: Path, name: str, entries: list[Entry]) -> LocalBackend:
     )
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
+@contextmanager
+def running_cluster(tmp_path: Path) -> Iterator[Cluster]:
     entries = known_entries()
     backends = {w: local_backend(tmp_path / w, w, entries[w]) for w in ("a", "b")}
     oracle = local_backend(tmp_path / "all", "all", entries["a"] + entries["b"])
@@ -142,6 +142,20 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         if b.spool is not None:
             b.spool.close()
         b.store.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Shared by a module's tests: they must not change what the workers hold."""
+    with running_cluster(tmp_path_factory.mktemp("cluster")) as c:
+        yield c
+
+
+@pytest.fixture
+def fresh_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A cluster of its own, for a test that adds entries."""
+    with running_cluster(tmp_path) as c:
+        yield c
 
 
 def wait_for(condition: Callable[[], T], what: str, deadline_s: float = DEADLINE_S) -> T:

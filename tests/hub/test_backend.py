@@ -45,8 +45,19 @@ def test_entries_merge_newest_first_across_workers(cluster: Cluster) -> None:
     assert page["older"] is None and page["newer"].startswith("h.")
 
 
-@pytest.mark.parametrize("limit", [1, 3, 7, 40])
-@pytest.mark.parametrize("q", ["", "status_code >= 500", 'path.matches("[13]$")', "dns"])
+@pytest.mark.parametrize(
+    ("limit", "q"),
+    [
+        (1, "status_code >= 500"),
+        (1, "dns"),
+        (2, 'path.matches("[13]$")'),
+        (3, ""),
+        (7, ""),
+        (7, 'path.matches("[13]$")'),
+        (40, ""),
+        (40, "status_code >= 500"),
+    ],
+)
 def test_paging_across_workers_has_no_duplicates_or_gaps(
     cluster: Cluster, limit: int, q: str
 ) -> None:
@@ -55,7 +66,8 @@ def test_paging_across_workers_has_no_duplicates_or_gaps(
     assert expected and page_through(cluster, limit, q) == expected
 
 
-def test_newer_pages_bring_exactly_what_arrived(cluster: Cluster) -> None:
+def test_newer_pages_bring_exactly_what_arrived(fresh_cluster: Cluster) -> None:
+    cluster = fresh_cluster
     first = cluster.get("/api/entries", limit=5).json()
     arrived = []
     for w, start in (("a", 200), ("b", 300)):

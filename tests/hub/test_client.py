@@ -42,7 +42,7 @@ def _app() -> Starlette:
         return JSONResponse({"error": "internal error"}, 500)
 
     async def slow(request: Request) -> Response:
-        await asyncio.sleep(5)
+        await asyncio.sleep(1)
         return JSONResponse({})
 
     return Starlette(
