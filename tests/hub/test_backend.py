@@ -152,6 +152,14 @@ def test_pcap_export_is_the_union_in_time_order(cluster: Cluster, tmp_path: Path
         assert len(stamps) == count and stamps == sorted(stamps)
 
 
+def test_har_export_holds_both_workers_http_entries(cluster: Cluster) -> None:
+    har = cluster.get("/api/export.har").json()
+    http = [e for w in "ab" for e in cluster.entries[w] if e.protocol == "http"]
+    assert len(har["log"]["entries"]) == len(http)
+    started = [e["startedDateTime"] for e in har["log"]["entries"]]
+    assert started == sorted(started)  # oldest first, across both workers
+
+
 def test_live_streams_of_both_workers_merge(cluster: Cluster) -> None:
     with connect(cluster.hub.replace("http", "ws") + "/api/stream?q=http", open_timeout=10) as ws:
         assert json.loads(ws.recv(10))["type"] == "hello"

@@ -88,3 +88,32 @@ def test_a_slow_hub_client_costs_its_queue_bound_and_hears_of_every_drop(tmp_pat
     worker.store.close()
     assert worker.spool is not None
     worker.spool.close()
+
+
+def test_drops_a_worker_reports_reach_the_hub_client_exactly(tmp_path: Path) -> None:
+    worker = local_backend(tmp_path / "w", "w", [])
+    worker.feed.max_queue = 1  # the worker's own queue for the hub overflows at once
+
+    async def scenario(port: int) -> tuple[int, int, int]:
+        sub = LiveFeed(max_queue=1000).subscribe(None, "")
+        client = WorkerClient(f"http://127.0.0.1:{port}")
+        fan = FanIn(sub, [client], "")
+        fan.start()
+        assert await fan.wait_connected(10)
+        for k in range(200):
+            worker.feed.publish(msgspec.structs.replace(make(k), id=f"w-{k}"))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while sub.offered < 200 and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        result = (sub.offered, sub.dropped, sub.pending)
+        await fan.aclose()
+        await client.close()
+        return result
+
+    with served(create_app(worker, None)) as port:
+        offered, dropped, pending = asyncio.run(scenario(port))
+    assert offered == 200 and dropped + pending == 200 and dropped > 0
+    worker.store.close()
+    assert worker.spool is not None
+    worker.spool.close()
