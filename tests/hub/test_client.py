@@ -118,7 +118,7 @@ def test_answers_4xx_are_returned_and_probe_learns_the_node(url: str) -> None:
 )
 def test_bad_answers_mark_the_worker_down(url: str, path: str, error: str) -> None:
     async def scenario() -> WorkerClient:
-        w = WorkerClient(url, max_bytes=1000, timeout=0.3)
+        w = WorkerClient(url, max_bytes=1000, timeout=0.3 if path == "/slow" else 10)
         with pytest.raises(WorkerUnavailable):
             await w.get_json(path)
         await w.close()

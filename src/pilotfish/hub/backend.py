@@ -95,6 +95,7 @@ class FederatedBackend:
         self.probe_interval = probe_interval
         self.health_interval = health_interval
         self.backoff = (backoff_base, backoff_max)
+        self.timeout = timeout
         self._clock = clock
         self._checked: dict[str, float] = {}
         self._fan_ins: set[FanIn] = set()
@@ -141,11 +142,13 @@ class FederatedBackend:
             due = [
                 w
                 for w in self.clients
-                if (w.state != "up" and w.available())
-                or now - self._checked.get(w.url, 0.0) >= self.health_interval
+                if w.available()
+                and (w.state != "up" or now - self._checked.get(w.url, 0.0) >= self.health_interval)
             ]
-            if due:
-                await self._probe([w for w in due if w.available()])
+            try:
+                await self._probe(due)
+            except Exception:  # keep probing whatever one round met
+                log.exception("hub: probing workers failed")
 
     # --- fan-out -----------------------------------------------------------------------
 
@@ -164,6 +167,10 @@ class FederatedBackend:
                 continue
             if isinstance(result, (msgspec.ValidationError, ValueError)):
                 w.mark_down(f"unusable answer: {result}")
+                continue
+            if isinstance(result, Exception):  # never let one worker spoil the answer
+                log.warning("hub: %s failed: %r", w.url, result)
+                w.mark_down(f"{type(result).__name__}: {result}")
                 continue
             if isinstance(result, BaseException):
                 raise result
@@ -268,7 +275,12 @@ class FederatedBackend:
     async def subscribe(self, query: str) -> Subscription:
         sub = self.feed.subscribe(None, query)
         fan = FanIn(
-            sub, self.clients, query, backoff_base=self.backoff[0], backoff_max=self.backoff[1]
+            sub,
+            self.clients,
+            query,
+            open_timeout=self.timeout,
+            backoff_base=self.backoff[0],
+            backoff_max=self.backoff[1],
         )
         self._fan_ins.add(fan)
 
