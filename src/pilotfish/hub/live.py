@@ -84,7 +84,7 @@ class FanIn:
                 await task
 
     async def wait_connected(self, timeout: float) -> bool:
-        """True once every worker's stream is open (for callers that want to wait)."""
+        """True once every worker's stream is open and subscribed (it said hello)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while len(self.connected) < len(self.workers):
@@ -105,12 +105,13 @@ class FanIn:
                 async with websockets.connect(
                     url, open_timeout=self.open_timeout, max_size=MAX_MESSAGE, max_queue=64
                 ) as ws:
-                    self.connected.add(worker.url)
-                    if lost:
-                        self.sub.notify({"worker": worker.url, "state": "up"})
-                        lost = False
-                    delay = self.backoff_base
-                    await self._read(ws)
+                    if await self._hello(ws):
+                        self.connected.add(worker.url)
+                        if lost:
+                            self.sub.notify({"worker": worker.url, "state": "up"})
+                            lost = False
+                        delay = self.backoff_base
+                        await self._read(ws)
                     error = "stream closed"
                     if ws.close_code in _REFUSED:
                         self.counters["refused"] += 1
@@ -124,6 +125,16 @@ class FanIn:
             self.counters["reconnects"] += 1
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.backoff_max)
+
+    async def _hello(self, ws: websockets.ClientConnection) -> bool:
+        """Wait for the worker's hello: it has subscribed when it sends it."""
+        async with asyncio.timeout(self.open_timeout):
+            raw = await ws.recv()
+        try:
+            return _DECODER.decode(raw).type == "hello"
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            self.counters["bad_messages"] += 1
+            return False
 
     async def _read(self, ws: websockets.ClientConnection) -> None:
         sub = self.sub
