@@ -65,10 +65,25 @@ def _free_port() -> int:
         return port
 
 
+REAL_WORKER = importlib.util.find_spec("pilotfish.node") is not None
+
+
 def _worker_argv() -> list[str]:
-    if importlib.util.find_spec("pilotfish.node") is not None:
+    if REAL_WORKER:
         return [sys.executable, "-m", "pilotfish", "worker"]
     return [sys.executable, "-m", "tests.integration.standin_worker"]
+
+
+def frame_times(path: Path) -> list[float]:
+    """Frame timestamps as tshark reads them (it must read the file without complaint)."""
+    out = subprocess.run(
+        ["tshark", "-r", str(path), "-T", "fields", "-e", "frame.time_epoch"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    return [float(x) for x in out.split()]
 
 
 @contextmanager
