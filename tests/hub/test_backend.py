@@ -13,11 +13,14 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from websockets.sync.client import connect
 
 from pilotfish.api.app import create_app
+from pilotfish.api.params import ApiError, parse_bucket
 from pilotfish.hub.app import NOTICE_HEADER, hub_app
-from pilotfish.hub.backend import FederatedBackend
+from pilotfish.hub.backend import FederatedBackend, bucket_param
 from pilotfish.store.sqlite import SqliteStore
 from tests.api.served import served
 from tests.hub.conftest import Cluster, local_backend, merged_order, wait_for
@@ -103,8 +106,6 @@ def test_entry_by_id_from_whichever_worker_holds_it(cluster: Cluster) -> None:
 def test_stats_equal_one_store_holding_everything(
     cluster: Cluster, q: str, bucket: str, group_by: str
 ) -> None:
-    from pilotfish.api.params import parse_bucket
-
     got = cluster.get("/api/stats", q=q, bucket=bucket, group_by=group_by).json()
     want = cluster.oracle_json(lambda o: o.stats(q, parse_bucket(bucket), group_by))
     assert got == want and sum(b["count"] for b in got) > 0
@@ -116,6 +117,23 @@ def test_servicemap_equals_one_store_holding_everything(cluster: Cluster, q: str
     assert got == cluster.oracle_json(lambda o: o.servicemap(q)) and got["edges"]
     with_latency = cluster.get("/api/servicemap", q=q, latency="1").json()
     assert with_latency == cluster.oracle_json(lambda o: o.servicemap(q, True))
+
+
+@given(
+    st.from_regex(r"[1-9][0-9]{0,4}(\.[0-9]{1,3})?(ms|s|m|h)?", fullmatch=True).filter(
+        lambda t: 0.001 <= _parsed(t) <= 86_400
+    )
+)
+def test_bucket_widths_reach_workers_as_the_same_float(text: str) -> None:
+    width = parse_bucket(text)
+    assert parse_bucket(bucket_param(width)) == width
+
+
+def _parsed(text: str) -> float:
+    try:
+        return parse_bucket(text)
+    except ApiError:
+        return 0.0
 
 
 def _capinfos_count(path: Path) -> int:

@@ -34,7 +34,7 @@ from urllib.parse import quote
 import msgspec
 
 from pilotfish.api.live import LiveFeed, Subscription
-from pilotfish.api.params import ApiError
+from pilotfish.api.params import ApiError, parse_bucket
 from pilotfish.hub.client import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, WorkerClient, WorkerUnavailable
 from pilotfish.hub.live import FanIn
 from pilotfish.hub.merge import merge_buckets, merge_maps, merge_pcaps, sum_trees
@@ -241,7 +241,12 @@ class FederatedBackend:
     async def stats(
         self, query: str, bucket_s: float, group_by: str, latency: bool = False
     ) -> list[Bucket]:
-        params = {"q": query, "bucket": _seconds(bucket_s), "group_by": group_by, "latency": "1"}
+        params = {
+            "q": query,
+            "bucket": bucket_param(bucket_s),
+            "group_by": group_by,
+            "latency": "1",
+        }
         answers = await self._fan(lambda w: self._get(w, "/api/stats", params, list[Bucket]))
         return merge_buckets(answers.values(), latency)
 
@@ -329,9 +334,19 @@ class FederatedBackend:
         return [w.describe() for w in self.clients]
 
 
-def _seconds(bucket_s: float) -> str:
-    """A bucket width as the API's parameter (seconds with up to 6 decimals)."""
-    return f"{bucket_s:.6f}".rstrip("0").rstrip(".")
+def bucket_param(bucket_s: float) -> str:
+    """A bucket width as the API's parameter that workers parse back to the same float
+    (so their buckets start exactly where one store's would)."""
+    decimal = f"{bucket_s:.6f}".rstrip("0").rstrip(".")
+    units = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
+    in_units = (f"{bucket_s / f:.6f}".rstrip("0").rstrip(".") + u for u, f in units)
+    for text in (repr(bucket_s), *in_units):
+        try:
+            if parse_bucket(text) == bucket_s:
+                return text
+        except ApiError:
+            continue
+    return decimal
 
 
 def _merge_to_file(paths: list[Path]) -> tuple[IO[bytes], dict[str, int]]:
