@@ -134,3 +134,53 @@ def test_paging_real_stores_returns_the_union_once(
     order = {A: 0, B: 1}
     union.sort(key=lambda e: (-e.timestamp, order[A if e.id[0] == "a" else B], -int(e.id[1:])))
     assert got == [e.id for e in union]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    before=st.lists(st.booleans(), max_size=20),
+    arriving=st.lists(st.booleans(), min_size=1, max_size=40),
+    limit=st.integers(1, 6),
+    text=st.sampled_from(("", "status_code >= 500", 'path.matches("[05]$")')),
+)
+def test_newer_pages_over_real_stores_bring_each_arrival_once(
+    before: list[bool], arriving: list[bool], limit: int, text: str
+) -> None:
+    query = compile_query(text) if text else None
+
+    def entry(i: int, on_a: bool) -> Entry:
+        e = make(i, status=500 if i % 3 == 0 else 200, path=f"/p/{i}", ts=T0 + i // 2)
+        return msgspec.structs.replace(e, id=f"{'a' if on_a else 'b'}{i}")
+
+    def ask(stores: dict[str, SqliteStore], request: Request) -> Page:
+        pages = {}
+        for key, store in stores.items():
+            b, a = request.cursors_for(key)
+            pages[key] = store.query(query, limit, b, a)
+        return merge_pages(request, pages)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        old = [entry(i, on_a) for i, on_a in enumerate(before)]
+        stores = {
+            A: _store(Path(tmp), "a", [e for e in old if e.id[0] == "a"]),
+            B: _store(Path(tmp), "b", [e for e in old if e.id[0] == "b"]),
+        }
+        try:
+            first = ask(stores, Request(limit, keys=[A, B]))
+            new = [entry(len(before) + i, on_a) for i, on_a in enumerate(arriving)]
+            for key, name in ((A, "a"), (B, "b")):
+                stores[key].add([e for e in new if e.id[0] == name])
+                stores[key].commit()
+            seen: list[str] = []
+            cursor = first.newer or ""
+            for _ in range(500):
+                page = ask(stores, Request(limit, after=decode_cursor(cursor), keys=[A, B]))
+                seen += [e.id for e in reversed(page.entries)]
+                if not page.entries and page.newer == cursor:
+                    break
+                cursor = page.newer or ""
+        finally:
+            for store in stores.values():
+                store.close()
+    wanted = [e.id for e in new if query is None or query.match(e)]
+    assert sorted(seen) == sorted(wanted) and len(seen) == len(set(seen))
