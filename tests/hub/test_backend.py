@@ -203,6 +203,27 @@ def test_live_streams_of_both_workers_merge(cluster: Cluster) -> None:
     wait_for(lambda: all(b.feed.clients == 0 for b in cluster.backends.values()), "pumps gone")
 
 
+def test_hub_clients_with_the_same_query_share_one_stream_per_worker(cluster: Cluster) -> None:
+    ws_url = cluster.hub.replace("http", "ws") + "/api/stream"
+    with (
+        connect(f"{ws_url}?q=http", open_timeout=10) as one,
+        connect(f"{ws_url}?q=http", open_timeout=10) as two,
+        connect(f"{ws_url}?q=dns", open_timeout=10) as three,
+    ):
+        for ws in (one, two, three):
+            assert json.loads(ws.recv(10))["type"] == "hello"
+        wait_for(lambda: cluster.hub_backend.feed.clients == 3, "three hub clients")
+        wait_for(
+            lambda: all(b.feed.clients == 2 for b in cluster.backends.values()),
+            "one worker stream per distinct query",
+        )
+        entry = msgspec.structs.replace(make(700), id="a-shared")
+        cluster.backends["a"].feed.publish(entry)
+        for ws in (one, two):
+            assert json.loads(ws.recv(10))["entry"]["id"] == "a-shared"
+    wait_for(lambda: all(b.feed.clients == 0 for b in cluster.backends.values()), "streams gone")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -32,7 +32,8 @@ def test_a_worker_that_comes_late_joins_the_stream(tmp_path: Path) -> None:
     async def scenario() -> tuple[list[object], list[str], dict[str, int]]:
         sub = LiveFeed().subscribe(None, "http")
         client = WorkerClient(f"http://127.0.0.1:{port}")
-        fan = FanIn(sub, [client], "http", open_timeout=1, backoff_base=0.05, backoff_max=0.2)
+        fan = FanIn([client], "http", open_timeout=1, backoff_base=0.05, backoff_max=0.2)
+        fan.add(sub)
         fan.start()
         while not sub.notices:
             await asyncio.sleep(0.01)
@@ -71,7 +72,8 @@ def test_a_slow_hub_client_costs_its_queue_bound_and_hears_of_every_drop(tmp_pat
     async def scenario(port: int) -> tuple[int, int, int]:
         sub = LiveFeed(max_queue=3).subscribe(None, "")
         client = WorkerClient(f"http://127.0.0.1:{port}")
-        fan = FanIn(sub, [client], "")
+        fan = FanIn([client], "")
+        fan.add(sub)
         fan.start()
         assert await fan.wait_connected(10)
         for k in range(40):  # the hub's client reads nothing meanwhile
@@ -97,7 +99,8 @@ def test_drops_a_worker_reports_reach_the_hub_client_exactly(tmp_path: Path) -> 
     async def scenario(port: int) -> tuple[int, int, int]:
         sub = LiveFeed(max_queue=1000).subscribe(None, "")
         client = WorkerClient(f"http://127.0.0.1:{port}")
-        fan = FanIn(sub, [client], "")
+        fan = FanIn([client], "")
+        fan.add(sub)
         fan.start()
         assert await fan.wait_connected(10)
         for k in range(200):

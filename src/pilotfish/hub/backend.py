@@ -4,7 +4,8 @@ Every query is sent to every available worker at once, with the filter pushed do
 worker filters its own store), and the answers are merged here: entries by time with a
 composite cursor (`hub.paging`), stats and service maps from summed counts and latency
 histograms (`hub.merge`), PCAP exports interleaved by timestamp into one file, live
-streams fanned in (`hub.live`), metrics summed plus per worker and the hub's own.
+streams fanned in (`hub.live`, one upstream per distinct live query shared by the hub's
+clients), metrics summed plus per worker and the hub's own.
 
 A worker that fails or does not answer within its timeout is left out of that answer and
 marked down (`hub.client`): later calls skip it at once until its backoff has passed, and
@@ -98,7 +99,7 @@ class FederatedBackend:
         self.timeout = timeout
         self._clock = clock
         self._checked: dict[str, float] = {}
-        self._fan_ins: set[FanIn] = set()
+        self._fan_ins: dict[str, FanIn] = {}  # one per distinct live query
         self._prober: asyncio.Task[None] | None = None
         self.counters = {
             "calls": 0,
@@ -120,7 +121,7 @@ class FederatedBackend:
             self._prober.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._prober
-        for fan in list(self._fan_ins):
+        for fan in list(self._fan_ins.values()):
             await fan.aclose()
         for w in self.clients:
             await w.close()
@@ -279,23 +280,24 @@ class FederatedBackend:
 
     async def subscribe(self, query: str) -> Subscription:
         sub = self.feed.subscribe(None, query)
-        fan = FanIn(
-            sub,
-            self.clients,
-            query,
-            open_timeout=self.timeout,
-            backoff_base=self.backoff[0],
-            backoff_max=self.backoff[1],
-        )
-        self._fan_ins.add(fan)
-
-        def forget() -> None:
-            self._fan_ins.discard(fan)
-            self.counters["stream_reconnects"] += fan.counters["reconnects"]
-
-        sub.on_close(forget)
-        fan.start()
+        fan = self._fan_ins.get(query)
+        if fan is None:
+            fan = self._fan_ins[query] = FanIn(
+                self.clients,
+                query,
+                open_timeout=self.timeout,
+                backoff_base=self.backoff[0],
+                backoff_max=self.backoff[1],
+                on_idle=self._forget,
+            )
+            fan.start()
+        fan.add(sub)
         return sub
+
+    def _forget(self, fan: FanIn) -> None:
+        if self._fan_ins.get(fan.query) is fan:
+            del self._fan_ins[fan.query]
+        self.counters["stream_reconnects"] += fan.counters["reconnects"]
 
     # --- state -------------------------------------------------------------------------
 
@@ -308,7 +310,7 @@ class FederatedBackend:
             "overflow": self.feed.overflow,
             "refused": self.feed.refused,
         }
-        live_reconnects = sum(f.counters["reconnects"] for f in self._fan_ins)
+        live_reconnects = sum(f.counters["reconnects"] for f in self._fan_ins.values())
         summed["hub"] = {
             **self.counters,
             "stream_reconnects": self.counters["stream_reconnects"] + live_reconnects,

@@ -1,16 +1,19 @@
-"""Live streams of several workers merged into one hub subscription.
+"""Live streams of several workers merged into the hub's subscriptions.
 
-`FanIn(sub, workers, query)` runs one task per worker that reads the worker's
-`/api/stream?q=` (the filter is evaluated on the worker) and offers every entry to the hub
-subscription `sub`, whose bounded queue drops and counts when the hub's client is slow
-(`api.live`).  Drops a worker reports (`{"type": "dropped"}`) are added to the same count,
-so the client hears of every entry it missed.  Entries are delivered in arrival order
-(each worker's own order is kept; there is no cross-worker reordering delay).
+`FanIn(workers, query)` runs one task per worker that reads the worker's `/api/stream?q=`
+(the filter is evaluated on the worker) and offers every entry to each hub subscription it
+serves (`add`); each subscription's bounded queue drops and counts when its client is slow
+(`api.live`).  Hub clients with the same query share one `FanIn`, so a worker serves one
+stream per distinct query whatever the number of dashboards.  Drops a worker reports
+(`{"type": "dropped"}`) are added to every served subscription's count, so each client
+hears of every entry it missed.  Entries are delivered in arrival order (each worker's own
+order is kept; there is no cross-worker reordering delay).
 
 A worker that cannot be reached or closes the stream is retried with exponential backoff
-(`backoff_base` .. `backoff_max` seconds) for as long as the subscription lives; the client
-gets a `notice` when a worker's stream is lost and when it is back.  Messages are limited
-to `MAX_MESSAGE` bytes.  Closing the subscription cancels every task.
+(`backoff_base` .. `backoff_max` seconds) while any subscription is served; clients get a
+`notice` when a worker's stream is lost and when it is back (one joining later is told
+which workers are lost at that moment).  Messages are limited to `MAX_MESSAGE` bytes.
+When the last subscription closes, the tasks are cancelled and `on_idle` is called.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 from urllib.parse import urlencode
 
@@ -50,15 +53,14 @@ class FanIn:
 
     def __init__(
         self,
-        sub: Subscription,
         workers: Sequence[WorkerClient],
         query: str,
         *,
         open_timeout: float = 5.0,
         backoff_base: float = BACKOFF_BASE,
         backoff_max: float = BACKOFF_MAX,
+        on_idle: Callable[[FanIn], None] | None = None,
     ) -> None:
-        self.sub = sub
         self.workers = list(workers)
         self.query = query
         self.open_timeout = open_timeout
@@ -66,19 +68,37 @@ class FanIn:
         self.backoff_max = backoff_max
         self.counters = {"reconnects": 0, "bad_messages": 0, "refused": 0}
         self.connected: set[str] = set()
+        self.lost: dict[str, str] = {}  # worker URL -> why its stream is gone
+        self.subs: set[Subscription] = set()
+        self._on_idle = on_idle
         self._tasks: list[asyncio.Task[None]] = []
+
+    def add(self, sub: Subscription) -> None:
+        """Serve `sub` too (it leaves when it closes); it hears of workers lost now."""
+        self.subs.add(sub)
+        sub.on_close(lambda: self._remove(sub))
+        for url, error in self.lost.items():
+            sub.notify({"worker": url, "state": "down", "error": error})
+
+    def _remove(self, sub: Subscription) -> None:
+        self.subs.discard(sub)
+        if not self.subs:
+            self.stop()
+            if self._on_idle is not None:
+                self._on_idle(self)
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._pump(w)) for w in self.workers]
-        self.sub.on_close(self.stop)
 
     def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
 
     async def aclose(self) -> None:
-        """Close the subscription and wait until every task has ended."""
-        self.sub.close()
+        """Close every served subscription and wait until every task has ended."""
+        for sub in list(self.subs):
+            sub.close()
+        self.stop()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -93,13 +113,14 @@ class FanIn:
             await asyncio.sleep(0.02)
         return True
 
+    def _notify(self, notice: dict[str, object]) -> None:
+        for sub in list(self.subs):
+            sub.notify(notice)
+
     async def _pump(self, worker: WorkerClient) -> None:
         delay = self.backoff_base
         url = f"{worker.ws_url}/api/stream?{urlencode({'q': self.query})}"
-        lost = False
         while True:
-            if self.sub.closed:
-                return
             error = ""
             try:
                 async with websockets.connect(
@@ -107,9 +128,8 @@ class FanIn:
                 ) as ws:
                     if await self._hello(ws):
                         self.connected.add(worker.url)
-                        if lost:
-                            self.sub.notify({"worker": worker.url, "state": "up"})
-                            lost = False
+                        if self.lost.pop(worker.url, None) is not None:
+                            self._notify({"worker": worker.url, "state": "up"})
                         delay = self.backoff_base
                         await self._read(ws)
                     error = "stream closed"
@@ -119,9 +139,9 @@ class FanIn:
                 error = f"{type(exc).__name__}: {exc}"
             finally:
                 self.connected.discard(worker.url)
-            if not lost and not self.sub.closed:
-                self.sub.notify({"worker": worker.url, "state": "down", "error": error[:200]})
-                lost = True
+            if worker.url not in self.lost:
+                self.lost[worker.url] = error[:200]
+                self._notify({"worker": worker.url, "state": "down", "error": error[:200]})
             self.counters["reconnects"] += 1
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.backoff_max)
@@ -137,7 +157,6 @@ class FanIn:
             return False
 
     async def _read(self, ws: websockets.ClientConnection) -> None:
-        sub = self.sub
         async for raw in ws:
             try:
                 message = _DECODER.decode(raw)
@@ -145,8 +164,8 @@ class FanIn:
                 self.counters["bad_messages"] += 1
                 continue
             if message.type == "entry" and message.entry is not None:
-                sub.offer(message.entry)
+                for sub in list(self.subs):
+                    sub.offer(message.entry)
             elif message.type == "dropped":
-                sub.note_dropped(message.count)
-            if sub.closed:
-                return
+                for sub in list(self.subs):
+                    sub.note_dropped(message.count)
