@@ -112,11 +112,21 @@ def run(count: int = ENTRIES) -> str:
             stack.enter_context(_process([*argv, str(port)], urls[name]))
         port = _free_port()
         hub_url = f"http://127.0.0.1:{port}"
-        hub_argv = [sys.executable, "-m", "pilotfish", "hub", "--port", str(port)]
+        # a generous timeout: this measures merging, not giving up on a loaded worker
+        hub_argv = [
+            sys.executable,
+            "-m",
+            "pilotfish",
+            "hub",
+            "--port",
+            str(port),
+            "--timeout",
+            "120",
+        ]
         hub = stack.enter_context(
             _process([*hub_argv, "--worker", urls["a"], "--worker", urls["b"]], hub_url)
         )
-        client = stack.enter_context(httpx.Client(timeout=60))
+        client = stack.enter_context(httpx.Client(timeout=300))
         for name, path, params in CALLS:
             sides: list[tuple[float, float, int]] = []
             for base in (hub_url, urls["all"]):

@@ -23,7 +23,7 @@ from typing import IO, Any, Final
 import httpx
 import msgspec
 
-DEFAULT_TIMEOUT: Final = 5.0
+DEFAULT_TIMEOUT: Final = 10.0
 DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
 BACKOFF_BASE: Final = 0.5
 BACKOFF_MAX: Final = 30.0

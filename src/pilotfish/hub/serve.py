@@ -22,6 +22,7 @@ import uvicorn
 from pilotfish.api.app import STATIC_DIR
 from pilotfish.hub.app import hub_app
 from pilotfish.hub.backend import FederatedBackend
+from pilotfish.hub.client import DEFAULT_TIMEOUT
 
 STARTUP_TIMEOUT_S = 30.0
 
@@ -45,7 +46,7 @@ def run_hub(
     host: str = "127.0.0.1",
     port: int = 8898,
     *,
-    timeout: float = 5.0,
+    timeout: float = DEFAULT_TIMEOUT,
     static_dir: Path | None = STATIC_DIR,
 ) -> int:
     """Serve until a signal; the exit code (0 after a clean stop)."""
