@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import socket
+from typing import Any
 
 import httpx
+import pytest
 from websockets.sync.client import connect
 
 from pilotfish.hub.app import NOTICE_HEADER, hub_app
@@ -35,3 +37,27 @@ def test_down_workers_are_named_on_answers_and_streams(cluster: Cluster) -> None
     assert messages[0]["type"] == "hello"
     assert messages[1]["type"] == "notice" and messages[1]["worker"] == dead
     assert messages[1]["state"] == "down" and messages[1]["error"]
+
+
+def test_schemathesis_finds_no_failure_through_the_hub(cluster: Cluster) -> None:
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import given, settings
+    from schemathesis.checks import positive_data_acceptance
+
+    schema = schemathesis.openapi.from_url(f"{cluster.hub}/openapi.json")
+    failures = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @settings(max_examples=10, deadline=None)
+        @given(case=operation.as_strategy())
+        def check(case: Any) -> None:
+            # most schema-valid strings are not queries nor hub cursors: 400 by design
+            case.call_and_validate(base_url=cluster.hub, excluded_checks=[positive_data_acceptance])
+
+        try:
+            check()
+        except Exception as exc:  # collect every operation's failure
+            failures.append(f"{operation.label}: {exc}")
+    assert failures == []
+    assert {w["state"] for w in cluster.get("/api/workers").json()} == {"up"}
