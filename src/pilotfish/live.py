@@ -2,8 +2,9 @@
 
 Stopping: after `count` packets, after `duration` seconds, or when `stop()` is called (the
 CLI calls it from SIGINT/SIGTERM).  Stopping closes the source, which ends its `batches()`
-promptly even when no traffic arrives; then the pipeline is flushed and every stage's counters
-are reported.
+promptly even when no traffic arrives, after handing over what it still holds (the frames
+that arrived before the stop); the job reads on to that end, then the pipeline is flushed and
+every stage's counters are reported.
 
 With `workers > 1`, N processes open the same interfaces in one PACKET_FANOUT group (with -w
 each writes its own file, NAME.0.pcap, NAME.1.pcap, ...), so the
@@ -105,10 +106,10 @@ def run_capture(
     timer = _deadline(stopper, options.duration)
     try:
         if options.write is not None:
-            result.packets = _to_file(source, options, stopper)
+            result.packets = _to_file(source, options)
         else:
             pipeline = Pipeline(settings, emit, capture=source.name, max_delay=_LIVE_MAX_DELAY)
-            result.packets = _to_pipeline(source, pipeline, options, stopper)
+            result.packets = _to_pipeline(source, pipeline, options)
             result.summary = pipeline.summary()
     finally:
         if timer is not None:
@@ -127,7 +128,7 @@ def _deadline(stopper: Stopper, duration: float | None) -> threading.Timer | Non
     return timer
 
 
-def _to_pipeline(source: Source, pipeline: Pipeline, options: LiveOptions, stopper: Stopper) -> int:
+def _to_pipeline(source: Source, pipeline: Pipeline, options: LiveOptions) -> int:
     seen = 0
     for batch in source.batches():
         if options.count is not None and seen + len(batch) >= options.count:
@@ -138,13 +139,11 @@ def _to_pipeline(source: Source, pipeline: Pipeline, options: LiveOptions, stopp
         seen += len(batch)
         pipeline.feed(batch)
         pipeline.advance(time.time())
-        if stopper.stopped:
-            break
     pipeline.finish()
     return seen
 
 
-def _to_file(source: Source, options: LiveOptions, stopper: Stopper) -> int:
+def _to_file(source: Source, options: LiveOptions) -> int:
     from pilotfish.capture.pcapfile import PcapWriter
 
     assert options.write is not None
@@ -159,7 +158,7 @@ def _to_file(source: Source, options: LiveOptions, stopper: Stopper) -> int:
                     writer = PcapWriter(options.write, linktype, nanosecond=True)
                 writer.write(ts, data, wirelen)
             seen += len(batch)
-            if stopper.stopped or (options.count is not None and seen >= options.count):
+            if options.count is not None and seen >= options.count:
                 break
     finally:
         if writer is None:  # nothing captured: still leave a valid, empty file

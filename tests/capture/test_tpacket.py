@@ -183,3 +183,18 @@ def test_property_garbage_blocks_never_escape(
     assert frames is not None
     assert all(len(f[2]) <= BLOCK for f in frames)
     assert status_of(walker._ring, 0) == TP_STATUS_KERNEL
+
+
+def test_filling_is_the_kernels_block_that_already_holds_frames() -> None:
+    frames = [(1, 0, b"x" * 60, 60)]
+    mapping = ring_of(
+        build_block(frames, BLOCK, status=TP_STATUS_KERNEL),
+        build_block([], BLOCK, status=TP_STATUS_KERNEL),
+    )
+    walker = RingWalker(mapping, BLOCK, 2, LINKTYPE_ETHERNET)
+    assert walker.filling()  # being filled: the kernel will retire it
+    assert walker.next_block() is None
+    mapping[8:12] = struct.pack("=I", TP_STATUS_USER)  # retired
+    assert not walker.filling()
+    assert walker.next_block() == [(1.0, LINKTYPE_ETHERNET, b"x" * 60, 60)]
+    assert not walker.filling()  # block 1: the kernel's, but empty

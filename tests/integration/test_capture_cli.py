@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -86,10 +87,21 @@ def start(
     )
 
 
-def wait_open(proc: subprocess.Popen[str], seconds: float = 10.0) -> None:
-    """Give the capture time to open its backend (it announces it on stderr)."""
-    time.sleep(min(seconds, 1.5))
-    assert proc.poll() is None, proc.communicate()[1]
+def wait_open(proc: subprocess.Popen[str], seconds: float = 20.0) -> str:
+    """Wait until the capture says which backend runs (it is open then); returns the stderr
+    read so far, which the caller puts in front of what communicate() returns."""
+    assert proc.stderr is not None
+    fd = proc.stderr.fileno()
+    head = b""
+    deadline = time.monotonic() + seconds
+    while b"capture: using" not in head or not head.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        assert left > 0, f"capture did not open within {seconds}s: {head.decode()}"
+        ready, _, _ = select.select([fd], [], [], left)
+        chunk = os.read(fd, 4096) if ready else b""
+        assert chunk or not ready, f"capture ended before opening: {head.decode()}"
+        head += chunk
+    return head.decode()
 
 
 def http(stdout: str) -> Counter[tuple[str, str, Any]]:
@@ -105,9 +117,10 @@ def test_each_backend_prints_exactly_the_requests(bed: Bed, backend: str, tmp_pa
     proc = start(
         "-i", bed.client.veth, "--capture", backend, "--format", "jsonl", "--duration", "4", env=env
     )
-    wait_open(proc)
+    head = wait_open(proc)
     bed.curl_all()
     out, err = proc.communicate(timeout=30)
+    err = head + err
     assert proc.returncode == 0, err
     assert f"using {backend} on {bed.client.veth}" in err
     assert http(out) == EXPECTED
@@ -117,9 +130,10 @@ def test_each_backend_prints_exactly_the_requests(bed: Bed, backend: str, tmp_pa
 def test_count_stops_after_exactly_n_packets_written(bed: Bed, tmp_path: Path) -> None:
     path = tmp_path / "c.pcap"
     proc = start("-i", bed.client.veth, "--capture", "afpacket", "-c", "25", "-w", str(path))
-    wait_open(proc)
+    head = wait_open(proc)
     bed.curl_all()
     _, err = proc.communicate(timeout=30)
+    err = head + err
     assert proc.returncode == 0, err
     source = PcapFileSource(path)
     source.open()
@@ -132,11 +146,12 @@ def test_count_stops_after_exactly_n_packets_written(bed: Bed, tmp_path: Path) -
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signals_stop_cleanly_with_stats(bed: Bed, sig: signal.Signals) -> None:
     proc = start("-i", bed.client.veth, "--format", "jsonl")
-    wait_open(proc)
+    head = wait_open(proc)
     bed.curl_all()
     time.sleep(0.5)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=20)
+    err = head + err
     assert proc.returncode == 0, err
     assert " received=" in err and "dropped=0" in err  # best picks AF_XDP on a veth
     assert http(out) == EXPECTED
@@ -195,9 +210,11 @@ def test_two_workers_see_every_flow_whole_exactly_once(bed: Bed) -> None:
         "--duration",
         "5",
     )
-    wait_open(proc, 3.0)
+    head = wait_open(proc)
+    time.sleep(1.0)  # the first worker announced the backend; let the other join too
     bed.curl_all()
     out, err = proc.communicate(timeout=30)
+    err = head + err
     assert proc.returncode == 0, err
     docs = [json.loads(line) for line in out.splitlines()]
     assert http(out) == EXPECTED

@@ -9,7 +9,11 @@ split an interface by flow.  The socket is created with protocol 0 (it receives 
 filtered and ringed, and only then bound to ETH_P_ALL: no unfiltered frame ever enters it.
 
 `batches()` yields one batch per retired block.  It waits in poll() with a short timeout next
-to a wake-up pipe, so `close()` (safe twice, safe from another thread) ends it promptly.
+to a wake-up pipe, so `close()` (safe twice, safe from another thread or a signal handler)
+ends it promptly.  Nothing that arrived before `close()` is lost: `batches()` first drains
+the ring, including the block the kernel is still filling, which it retires within two block
+timeouts (the wait is bounded by that, plus a margin); the ring is released when
+`batches()` ends, or by `close()` itself when no `batches()` is running.
 
 Counters: `received`/`bytes` are frames and captured bytes handed over; `dropped` sums the
 kernel's tp_drops (PACKET_STATISTICS resets on read, so it is accumulated); `if_dropped` is
@@ -29,6 +33,7 @@ import select
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -78,6 +83,8 @@ _PACKET_MREQ: Final = struct.Struct("=iHH8s")
 _U32: Final = struct.Struct("=I")
 _SOCKADDR_LL: Final = struct.Struct("=HHiHBB8s")
 _POLL_MS: Final = 100
+_DRAIN_MARGIN_S: Final = 0.05
+_DRAIN_NAP_S: Final = 0.002
 _SYSFS_NET: Final = Path("/sys/class/net")
 
 
@@ -146,6 +153,7 @@ class AfPacketSource:
         self._if_dropped_base = 0
         self._reason = ""
         self._final: CaptureStats | None = None
+        self._iterating = False
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -250,6 +258,17 @@ class AfPacketSource:
     def batches(self) -> Iterator[list[Frame]]:
         if not self._rings and not self._closing.is_set():
             raise SourceError("afpacket: batches() before open()")
+        self._iterating = True
+        try:
+            yield from self._read()
+            yield from self._drain()
+        finally:
+            self._iterating = False
+            if self._closing.is_set():
+                self._finish()
+
+    def _read(self) -> Iterator[list[Frame]]:
+        """Retired blocks as they come, until close() is called."""
         poller = select.poll()
         by_fd: dict[int, _Ring] = {}
         for ring in self._rings:
@@ -261,8 +280,6 @@ class AfPacketSource:
             produced = False
             for ring in self._rings:
                 with self._lock:
-                    if self._closing.is_set():
-                        return
                     frames = ring.take_block()
                 if frames is None:
                     continue
@@ -279,6 +296,33 @@ class AfPacketSource:
             for fd, event in events:
                 if event & (select.POLLERR | select.POLLHUP) and fd in by_fd:
                     self._check_socket_error(by_fd[fd])
+
+    def _drain(self) -> Iterator[list[Frame]]:
+        """After close(): every ring's retired blocks and the block still being filled.
+
+        Bounded: at most one ring's worth of blocks plus the current one per ring, and the
+        wait for the kernel to retire a block ends two block timeouts (plus a margin) after
+        the first wait began."""
+        patience = 2 * self.options.block_timeout_ms / 1000 + _DRAIN_MARGIN_S
+        deadline: float | None = None
+        for ring in self._rings:
+            budget = ring.walker.block_count + 1
+            while budget > 0:
+                with self._lock:
+                    frames = ring.take_block()
+                    filling = frames is None and ring.walker.filling()
+                if frames is not None:
+                    budget -= 1
+                    if frames:
+                        yield frames
+                    continue
+                if not filling:
+                    break
+                now = time.monotonic()
+                deadline = now + patience if deadline is None else deadline
+                if now >= deadline:
+                    break
+                time.sleep(_DRAIN_NAP_S)
 
     def _check_socket_error(self, ring: _Ring) -> None:
         with self._lock:
@@ -326,8 +370,13 @@ class AfPacketSource:
 
     def close(self) -> None:
         self._closing.set()
+        self._wakeup.wake()
+        if not self._iterating:
+            self._finish()
+        # else batches() drains the ring, then releases it as it ends
+
+    def _finish(self) -> None:
         with self._lock:
-            self._wakeup.wake()
             if self._final is None and self._rings:
                 self._final = self._collect()
             self._release()

@@ -90,6 +90,12 @@ class RingWalker:
         status: int = _STATUS.unpack_from(self._ring, offset)[0]
         return bool(status & TP_STATUS_USER)
 
+    def filling(self) -> bool:
+        """Whether the next block is still the kernel's and already holds frames: the block
+        being filled, which the kernel retires within two block timeouts."""
+        status, count, _ = _BLOCK_HEAD.unpack_from(self._ring, self._index * self.block_size)
+        return not status & TP_STATUS_USER and count > 0
+
     def next_block(self) -> list[Frame] | None:
         """The frames of the next retired block (then returned to the kernel), or None."""
         ring = self._ring
