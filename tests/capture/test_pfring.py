@@ -1,7 +1,7 @@
 """PF_RING through libpfring's C API, exercised with a stand-in library built here.
 
-PF_RING's kernel module cannot load on this machine, so the test compiles pfring_shim.c (the
-same exported functions and struct layouts, implemented on AF_PACKET) with gcc and loads it
+PF_RING's kernel module cannot load on this machine, so the test builds the testbed's stand-in
+(the same exported functions and struct layouts, implemented on AF_PACKET) with gcc and loads it
 through `PfRingSource(library=...)`, the path the real library takes.  Stories: no library ->
 the install hint; pfring_open failing with EAFNOSUPPORT -> the kernel-module reason, with
 EPERM -> the capability reason; a library missing a function; and (root) exact capture of
@@ -32,6 +32,7 @@ from pilotfish.capture.pfring import (
     find_library,
 )
 from pilotfish.model import Frame
+from pilotfish.testbed.pfring_standin import build_standin
 from tests.capture.livenet import (
     ETH_HEADER,
     UDP_PORT,
@@ -44,27 +45,14 @@ from tests.capture.livenet import (
     veth_namespace,
 )
 
-SHIM_SOURCE = Path(__file__).with_name("pfring_shim.c")
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
-
-
-def build_shim(directory: Path, *defines: str, name: str = "libpfshim.so") -> Path:
-    target = directory / name
-    subprocess.run(
-        ["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror", *defines, "-o", str(target),
-         str(SHIM_SOURCE), "-lpcap"],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )  # fmt: skip
-    return target
 
 
 @pytest.fixture(scope="module")
 def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("gcc") is None:
         pytest.skip("needs gcc")
-    return build_shim(tmp_path_factory.mktemp("pfring"))
+    return build_standin(tmp_path_factory.mktemp("pfring"))
 
 
 def options(**kw: Any) -> CaptureOptions:
@@ -107,7 +95,7 @@ def test_unloadable_library_is_a_refusal(tmp_path: Path) -> None:
 
 @needs_gcc
 def test_missing_kernel_module_reason(tmp_path: Path) -> None:
-    lib = build_shim(tmp_path, f"-DSHIM_FAIL_ERRNO={errno.EAFNOSUPPORT}")
+    lib = build_standin(tmp_path, f"-DSHIM_FAIL_ERRNO={errno.EAFNOSUPPORT}")
     with pytest.raises(SourceUnavailable) as info:
         PfRingSource(options(), library=str(lib)).open()
     assert info.value.reason == NO_MODULE == "pf_ring kernel module not loaded"
@@ -115,7 +103,7 @@ def test_missing_kernel_module_reason(tmp_path: Path) -> None:
 
 @needs_gcc
 def test_permission_reason(tmp_path: Path) -> None:
-    lib = build_shim(tmp_path, f"-DSHIM_FAIL_ERRNO={errno.EPERM}")
+    lib = build_standin(tmp_path, f"-DSHIM_FAIL_ERRNO={errno.EPERM}")
     with pytest.raises(SourceUnavailable) as info:
         PfRingSource(options(), library=str(lib)).open()
     assert info.value.reason == NEEDS_CAP
@@ -194,3 +182,19 @@ def test_library_from_the_environment(
     assert udp_9999(frames) == [udp_payload(seq) for seq in range(50)]
     source.close()  # a second close is harmless
     assert source.stats().received == len(frames)
+
+
+@pytest.mark.integration
+def test_close_hands_over_what_the_ring_still_holds(shim: Path, veth: VethNs) -> None:
+    """Datagrams queued in the ring when close() is called still come out of batches()."""
+    source = PfRingSource(
+        options(interfaces=[veth.host_if], bpf=f"udp port {UDP_PORT}"), library=str(shim)
+    )
+    source.open()
+    batches = source.batches()
+    assert next(batches) == []  # idle, nothing read yet
+    send_traffic(veth, count=40)
+    source.close()
+    rest = [frame for batch in batches for frame in batch]
+    assert udp_9999(rest) == [udp_payload(seq) for seq in range(40)]
+    assert source.stats().received == 40

@@ -25,8 +25,8 @@ import pytest
 
 from pilotfish.capture.pcapfile import PcapFileSource
 from pilotfish.testbed.netns import Pod, Testbed
+from pilotfish.testbed.pfring_standin import build_standin
 from pilotfish.testbed.services import start_nginx
-from tests.capture.test_pfring import build_shim
 
 pytestmark = [
     pytest.mark.integration,
@@ -113,7 +113,7 @@ def http(stdout: str) -> Counter[tuple[str, str, Any]]:
 def test_each_backend_prints_exactly_the_requests(bed: Bed, backend: str, tmp_path: Path) -> None:
     env = {}
     if backend == "pfring":
-        env["PILOTFISH_PFRING_LIBRARY"] = str(build_shim(tmp_path))
+        env["PILOTFISH_PFRING_LIBRARY"] = str(build_standin(tmp_path))
     proc = start(
         "-i", bed.client.veth, "--capture", backend, "--format", "jsonl", "--duration", "4", env=env
     )

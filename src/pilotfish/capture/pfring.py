@@ -8,8 +8,11 @@ with `pfring_set_bpf_filter` and started with `pfring_enable_ring`.  Frames are 
 `batches()` drains each ring without waiting (`pfring_recv` in zero-copy mode, buffer_len 0,
 copying each packet out once) up to `MAX_BATCH` frames, and when every ring is empty waits
 in poll() on the rings' selectable descriptors and a wake-up pipe, with a short timeout, so
-`close()` (safe twice, from any thread) ends it promptly.  A library that offers no
-selectable descriptor is waited on with `pfring_poll` for the same short time instead.
+`close()` (safe twice, from any thread or a signal handler) ends it promptly.  A library that
+offers no selectable descriptor is waited on with `pfring_poll` for the same short time
+instead.  After `close()`, `batches()` first hands over what the rings still hold (at most
+`DRAIN_BATCHES` batches), then releases them; `close()` releases them itself when no
+`batches()` is running.
 
 Counters: `received`/`bytes` as handed over; `dropped` is the sum of `pfring_stats().drop`
 (cumulative in the library); `extra["shunt"]` its shunted packets; frames whose header says
@@ -51,6 +54,7 @@ PROC_PF_RING: Final = Path("/proc/net/pf_ring")
 PF_RING_PROMISC: Final = 1 << 3
 PF_RING_TIMESTAMP: Final = 1 << 4
 MAX_BATCH: Final = 4096
+DRAIN_BATCHES: Final = 64  # after close(): at most this many more batches are handed over
 _POLL_MS: Final = 100
 
 # struct pfring_pkthdr (packed): struct timeval ts; u_int32 caplen; u_int32 len; then the
@@ -151,6 +155,7 @@ class PfRingSource:
         self._errors = 0
         self._reason = ""
         self._final: CaptureStats | None = None
+        self._iterating = False
 
     def open(self) -> None:
         lib = self._lib = load_library(find_library(self._library))
@@ -187,6 +192,21 @@ class PfRingSource:
     def batches(self) -> Iterator[list[Frame]]:
         if not self._rings and not self._closing.is_set():
             raise SourceError("pfring: batches() before open()")
+        self._iterating = True
+        try:
+            yield from self._read()
+            for _ in range(DRAIN_BATCHES):  # after close(): what the rings still hold
+                with self._lock:
+                    batch = self._drain()
+                if not batch:
+                    break
+                yield batch
+        finally:
+            self._iterating = False
+            if self._closing.is_set():
+                self._finish()
+
+    def _read(self) -> Iterator[list[Frame]]:
         poller = select.poll()
         for ring in self._rings:
             if ring.fd >= 0:
@@ -196,8 +216,6 @@ class PfRingSource:
         selectable = all(ring.fd >= 0 for ring in self._rings)
         while not self._closing.is_set():
             with self._lock:
-                if self._closing.is_set():
-                    return
                 batch = self._drain()
             if batch:
                 yield batch
@@ -264,8 +282,13 @@ class PfRingSource:
 
     def close(self) -> None:
         self._closing.set()
+        self._wakeup.wake()
+        if not self._iterating:
+            self._finish()
+        # else batches() hands over what the rings hold, then releases them
+
+    def _finish(self) -> None:
         with self._lock:
-            self._wakeup.wake()
             if self._final is None and self._rings:
                 self._final = self._collect()
             self._release()

@@ -1,5 +1,6 @@
 /*
- * A stand-in for libpfring used by tests/capture/test_pfring.py.
+ * A stand-in for libpfring, built by pilotfish.testbed.pfring_standin for the PF_RING
+ * binding's tests and benchmark (this machine has no PF_RING kernel module).
  *
  * It exports the libpfring functions pilotfish binds, with their signatures and the
  * struct layouts of pfring.h (packed struct pfring_pkthdr starting with struct timeval,
