@@ -455,6 +455,57 @@ def test_killed_capture_leaves_state_the_next_open_replaces(tmp_path: Path) -> N
         _assert_clean(pair)  # the clsact of the killed run is removed too
 
 
+_HOLD = """
+import sys
+from pilotfish.capture.afxdp import AfXdpSource
+from pilotfish.capture.base import CaptureOptions
+src = AfXdpSource(CaptureOptions(interfaces=[sys.argv[1]]), state_dir=sys.argv[2])
+src.open()
+batches = src.batches()
+assert next(batches) == []  # idle: inside batches(), nothing read yet
+print("ready", flush=True)
+sys.stdin.readline()  # meanwhile the datagrams wait in the RX ring
+src.close()
+rest = [frame for batch in batches for frame in batch]
+print(sum(frame[2][23:24] == b"\\x11" for frame in rest), src.stats().received, flush=True)
+"""
+
+_SEND_UDP = """
+import socket, sys
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    for n in range(int(sys.argv[2])):
+        s.sendto(b"held %d" % n, (sys.argv[1], 9))
+"""
+
+
+@pytest.mark.integration
+@needs_root
+def test_close_hands_over_what_the_rx_ring_holds(tmp_path: Path) -> None:
+    """Frames that reached the RX ring before close() still come out of batches()."""
+    with ns_pair() as pair:
+        argv = [sys.executable, "-c", _HOLD, pair.client_if, str(tmp_path / "state")]
+        child = subprocess.Popen(
+            ["ip", "netns", "exec", pair.client, *argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout is not None and child.stdout.readline() == "ready\n"
+            pair.python(pair.server, _SEND_UDP, pair.client_ip, "300")
+            pair.python(pair.client, "import time; time.sleep(0.3)")
+            out, err = child.communicate("go\n", timeout=TIMEOUT)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait(timeout=TIMEOUT)
+        assert child.returncode == 0, err
+        _assert_clean(pair)
+    udp, received = map(int, out.split())
+    assert udp == 300 and received >= 300
+
+
 @pytest.mark.integration
 @needs_root
 def test_close_from_other_threads_ends_batches_and_is_idempotent(tmp_path: Path) -> None:

@@ -27,8 +27,9 @@ Counters: `received`/`bytes` are frames/bytes handed over (after the filter; `fi
 Declines (SourceUnavailable, one reason each): helper not built / libxdp not loadable, no
 interface or interface "any", unknown interface, watching a pilotfish mirror link, missing
 capabilities, kernel without AF_XDP, bad UMEM geometry, MTU too large for the UMEM frame.
-`close()` is idempotent and thread-safe; called from a signal handler while a batch is being
-read on the same thread it defers the teardown to the end of that batch.
+`close()` is idempotent, thread-safe and safe in a signal handler.  While `batches()` runs it
+only asks it to stop: `batches()` then hands over what the RX rings still hold (bounded by
+the UMEM's frame count) and tears down itself; otherwise `close()` tears down at once.
 """
 
 from __future__ import annotations
@@ -180,7 +181,7 @@ class AfXdpSource:
         self._state_dir = state_dir
         self._clock = clock
         self._lock = threading.Lock()
-        self._busy_thread: int | None = None
+        self._iterating = False
         self._stop = False
         self._sockets: list[_Socket] = []
         self._ffi: Any = None
@@ -216,7 +217,15 @@ class AfXdpSource:
     def batches(self) -> Iterator[list[Frame]]:
         if self._ffi is None:
             raise SourceError("afxdp: batches() before open()")
-        me = threading.get_ident()
+        self._iterating = True
+        try:
+            yield from self._read()
+        finally:
+            self._iterating = False
+            self.close()
+
+    def _read(self) -> Iterator[list[Frame]]:
+        """Batches as they come; after close(), what the RX rings still hold, then the end."""
         poller = select.poll()
         by_fd = {s.fd: s for s in self._sockets}
         for fd in by_fd:
@@ -227,27 +236,31 @@ class AfXdpSource:
         c_buf = self._ffi.from_buffer(buf)
         view = memoryview(buf)
         lens_view = memoryview(self._ffi.buffer(lens)).cast("I")
-        while not self._stop:
+        drain_budget = len(by_fd) * (self.options.umem_frames // BATCH + 1)
+        while True:
+            stopping = self._stop
             out: list[Frame] = []
-            self._busy_thread = me
-            try:
-                with self._lock:
-                    if self._stop or not self._sockets:
-                        break
+            with self._lock:
+                if not self._sockets:
+                    return
+                if stopping:  # no waiting: whatever the rings hold
+                    ready = [(fd, select.POLLIN) for fd in by_fd]
+                else:
                     ready = poller.poll(self.options.block_timeout_ms)
                     if not ready:
                         self._check_alive()
-                    for fd, events in ready:
-                        if events & _POLL_FAILED:
-                            raise SourceError(f"afxdp: socket on {by_fd[fd].mirror.veth_b} failed")
-                        n = self._lib.pf_xsk_recv(by_fd[fd].handle, BATCH, c_buf, cap, lens)
-                        if n > 0:
-                            sizes = lens_view[:n].tolist()
-                            self._collect(out, bytes(view[: sum(sizes)]), sizes)
-            finally:
-                self._busy_thread = None
+                for fd, events in ready:
+                    if events & _POLL_FAILED:
+                        raise SourceError(f"afxdp: socket on {by_fd[fd].mirror.veth_b} failed")
+                    n = self._lib.pf_xsk_recv(by_fd[fd].handle, BATCH, c_buf, cap, lens)
+                    if n > 0:
+                        sizes = lens_view[:n].tolist()
+                        self._collect(out, bytes(view[: sum(sizes)]), sizes)
+            if stopping:
+                drain_budget -= 1
+                if not out or drain_budget < 0:
+                    return
             yield out
-        self.close()
 
     def stats(self) -> CaptureStats:
         with self._lock:
@@ -265,8 +278,8 @@ class AfXdpSource:
 
     def close(self) -> None:
         self._stop = True
-        if self._busy_thread == threading.get_ident():
-            return  # a signal handler inside our own batch: batches() finishes the close
+        if self._iterating:
+            return  # batches() hands over what the rings hold, then finishes the close
         with self._lock:
             self._teardown()
 
