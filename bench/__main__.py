@@ -11,6 +11,7 @@ from collections.abc import Callable
 from bench import (
     bench_afpacket,
     bench_decode,
+    capture_http,
     capture_rates,
     hub_query,
     read_throughput,
@@ -23,6 +24,7 @@ SUITES: dict[str, Callable[[], str]] = {
     "ring": bench_afpacket.run,
     "read": read_throughput.run,
     "capture": capture_rates.run,
+    "capture-http": capture_http.run,
     "store": store_query.run,
     "startup": startup.run,
     "hub": hub_query.run,

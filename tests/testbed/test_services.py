@@ -13,6 +13,7 @@ from pilotfish.testbed.netns import Testbed
 from pilotfish.testbed.procs import pid_alive
 from pilotfish.testbed.services import (
     BIG_BYTES,
+    access_count,
     start_api,
     start_dnsmasq,
     start_nginx,
@@ -39,6 +40,18 @@ def test_nginx_serves_its_fixed_routes(testbed: Testbed) -> None:
     assert _curl(testbed, "client", f"{nginx.url}/missing", *code).startswith(b"404")
     headers = _curl(testbed, "client", f"{nginx.url}/api/v1/items", "-I")
     assert b"application/json" in headers
+
+
+def test_nginx_access_log_counts_every_answered_request(testbed: Testbed) -> None:
+    testbed.add_pod("client")
+    quiet = start_nginx(testbed, testbed.add_pod("quiet"))
+    nginx = start_nginx(testbed, testbed.add_pod("web"), access_log=True)
+    before = access_count(nginx)  # the readiness probe only connects: no request
+    for path in ("/", "/missing", "/api/v1/items"):
+        _curl(testbed, "client", f"{nginx.url}{path}")
+    _curl(testbed, "client", f"{quiet.url}/")
+    assert (before, access_count(nginx)) == (0, 3)
+    assert access_count(quiet) == 0
 
 
 def test_api_answers_json_chunked_gzip_and_echo(testbed: Testbed) -> None:

@@ -27,6 +27,7 @@ READY_S: Final = 10.0
 DNS_DOMAIN: Final = "pilotfish.test"
 BIG_BYTES: Final = 100 * 1024
 LOG_TAIL: Final = 2000
+ACCESS_LOG: Final = "access.log"
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,19 @@ class Service:
             return ""
 
 
-def start_nginx(testbed: Testbed, pod: Pod, port: int = 80, ready_s: float = READY_S) -> Service:
-    """nginx serving /, /api/v1/items (JSON), /big (100 KB), /redirect (301) and 404s."""
+def start_nginx(
+    testbed: Testbed,
+    pod: Pod,
+    port: int = 80,
+    ready_s: float = READY_S,
+    access_log: bool = False,
+) -> Service:
+    """nginx serving /, /api/v1/items (JSON), /big (100 KB), /redirect (301) and 404s.
+
+    With `access_log`, every answered request is one line of `ACCESS_LOG` in the service's
+    workdir (the server's own count of transactions; see `access_count`)."""
     workdir = _workdir(testbed, "nginx")
+    log_directive = f"access_log {workdir / ACCESS_LOG};" if access_log else "access_log off;"
     www = workdir / "www"
     www.mkdir()
     (www / "index.html").write_text("<html><body><h1>pilotfish catalog</h1></body></html>\n")
@@ -76,7 +87,7 @@ pid {workdir}/nginx.pid;
 error_log stderr error;
 events {{ worker_connections 1024; }}
 http {{
-  access_log off;
+  {log_directive}
   keepalive_timeout 65;
   keepalive_requests 1000000;
 {temps}
@@ -95,6 +106,15 @@ http {{
     )
     argv = ["nginx", "-p", str(workdir), "-e", "stderr", "-c", str(workdir / "nginx.conf")]
     return _start(testbed, pod, "nginx", argv, port, "tcp", workdir, ready_s)
+
+
+def access_count(service: Service) -> int:
+    """Requests nginx logged so far (0 when it keeps no access log)."""
+    try:
+        with (service.workdir / ACCESS_LOG).open("rb") as log:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: log.read(1 << 20), b""))
+    except OSError:
+        return 0
 
 
 def start_api(testbed: Testbed, pod: Pod, port: int = 8080, ready_s: float = READY_S) -> Service:
