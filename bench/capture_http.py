@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import table
+from bench.common import table, wait_for_output
 from pilotfish.capture.pfring import ENV_LIBRARY
 from pilotfish.testbed.netns import Testbed
 from pilotfish.testbed.pfring_standin import StandinError, build_standin
@@ -92,21 +91,6 @@ def _capturers(bridge: str, web_port: str, standin: Path | None) -> list[Capture
     return out
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], marker: bytes) -> bytes:
-    assert proc.stderr is not None
-    fd = proc.stderr.fileno()
-    head = b""
-    deadline = time.monotonic() + OPEN_TIMEOUT_S
-    while marker not in head or not head.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        ready, _, _ = select.select([fd], [], [], max(0.0, left))
-        chunk = os.read(fd, 4096) if ready else b""
-        if not chunk:
-            raise RuntimeError(f"capturer did not start: {head.decode(errors='replace')}")
-        head += chunk
-    return head
-
-
 def _cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime
@@ -132,7 +116,10 @@ def _parse(capturer: str, err: str) -> tuple[int, int, int | None]:
         lost = re.search(r"(\d+) packets? dropped by kernel", err)
         return int(got.group(1)) if got else 0, int(lost.group(1)) if lost else 0, None
     received = sum(int(n) for n in re.findall(r" received=(\d+)", err))
-    dropped = sum(int(n) for n in re.findall(r" (?:if_)?dropped=(\d+)", err))
+    # AF_XDP's if_dropped (the mirror veth's drops) and its XSK drops are the same frames
+    dropped = sum(int(n) for n in re.findall(r" dropped=(\d+)", err))
+    if_dropped = sum(int(n) for n in re.findall(r" if_dropped=(\d+)", err))
+    dropped = max(dropped, if_dropped)
     http = re.search(r"entries \([^)]*\bhttp (\d+)", err)
     return received, dropped, int(http.group(1)) if http else 0
 
@@ -144,7 +131,7 @@ def _step(
     env = {**os.environ, **cap.env}
     proc = tb.spawn_host(cap.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
-        head = _wait_ready(proc, cap.ready)
+        head = wait_for_output(proc, cap.ready, OPEN_TIMEOUT_S)
         start, cpu0 = time.monotonic(), _cpu_s(proc.pid)
         before = (access_count(nginx), _veth_frames(web_port))
         rate = _wrk(tb, f"{nginx.url}{PATH}", connections, pause_ms, script)

@@ -2,8 +2,12 @@
 
 A namespace of our own sends UDP frames with trafgen (a fixed count per step, at a set rate)
 over a veth pair; each capturer listens on the host end and writes to /dev/null
-(capture-only mode).  For every tool and rate: packets offered, received, dropped,
-CPU seconds per million packets, and the highest rate with zero drops.
+(capture-only mode).  For every tool and rate: packets offered, what the host end's own
+counters say arrived (rx_packets; the cross-check of the offered count), received, dropped,
+CPU seconds per million packets, and the highest rate with zero drops.  The PF_RING row runs
+the binding on the testbed's stand-in library (a plain AF_PACKET socket, one recvfrom per
+frame), since this machine has no PF_RING: it is labelled STAND-IN and says nothing about
+PF_RING's own speed.
 
 Bounded: each step sends STEP_PACKETS frames and is cut after STEP_TIMEOUT_S; everything the
 bench creates (namespace, veth, processes, by PID) is removed at the end.
@@ -24,13 +28,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import table
+from bench.common import table, wait_for_output
+from pilotfish.capture.pfring import ENV_LIBRARY
+from pilotfish.testbed.pfring_standin import StandinError, build_standin
 
 STEP_PACKETS = 200_000
 STEP_TIMEOUT_S = 15.0
 RATES_PPS = (50_000, 100_000, 200_000, 300_000, 450_000)
 SIZES = (64, 1514)
 SETTLE_S = 1.0
+READY_SETTLE_S = 0.3  # after the capturer says it listens
 
 
 @dataclass
@@ -41,6 +48,7 @@ class Step:
     offered: int
     received: int
     cpu_s: float
+    arrived: int = 0  # rx_packets growth of the host end during the step
 
     @property
     def dropped(self) -> int:
@@ -57,7 +65,9 @@ def _link() -> Iterator[tuple[str, str, str]]:
             ["ip", "link", "add", host, "type", "veth", "peer", "name", peer], check=True
         )
         subprocess.run(["ip", "link", "set", peer, "netns", ns], check=True)
-        for argv in (
+        for argv in (  # IPv6 off: no router or multicast chatter in the counters
+            ["sysctl", "-qw", f"net.ipv6.conf.{host}.disable_ipv6=1"],
+            ["ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{peer}.disable_ipv6=1"],
             ["ip", "link", "set", host, "up"],
             ["ip", "netns", "exec", ns, "ip", "link", "set", peer, "up"],
         ):
@@ -107,15 +117,25 @@ def _send(ns: str, peer: str, conf: Path, rate: int) -> None:
     )
 
 
-def _capturers(host: str) -> dict[str, list[str]]:
+def _capturers(host: str, standin: Path | None) -> dict[str, list[str]]:
     py = [sys.executable, "-m", "pilotfish", "capture", "-i", host, "-w", "/dev/null"]
-    return {
+    found = {
         "tcpdump -w /dev/null": ["tcpdump", "-i", host, "-w", "/dev/null", "-n", "udp"],
         "tcpdump -B 65536": ["tcpdump", "-i", host, "-B", "65536", "-w", "/dev/null", "-n", "udp"],
         "pilotfish afpacket": [*py, "--capture", "afpacket", "--bpf", "udp"],
         "pilotfish afpacket x2": [*py, "--capture", "afpacket", "--bpf", "udp", "--workers", "2"],
         "pilotfish afxdp": [*py, "--capture", "afxdp", "--bpf", "udp"],
     }
+    if standin is not None:
+        found[PFRING_STANDIN] = [*py, "--capture", "pfring", "--bpf", "udp"]
+    return found
+
+
+PFRING_STANDIN = "pilotfish pfring STAND-IN"
+
+
+def _rx_packets(interface: str) -> int:
+    return int(Path(f"/sys/class/net/{interface}/statistics/rx_packets").read_text())
 
 
 def _received(tool: str, err: str) -> int:
@@ -126,15 +146,23 @@ def _received(tool: str, err: str) -> int:
 
 
 def _step(
-    tool: str, argv: Sequence[str], ns: str, peer: str, conf: Path, size: int, rate: int
+    tool: str,
+    argv: Sequence[str],
+    env: dict[str, str],
+    link: tuple[str, str, str],
+    conf: Path,
+    size: int,
+    rate: int,
 ) -> Step:
-    proc = subprocess.Popen(
-        list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    ns, host, peer = link
+    proc = subprocess.Popen(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
-        time.sleep(SETTLE_S if tool.startswith("tcpdump") else SETTLE_S + 0.5)
+        head = wait_for_output(proc, b"listening on" if tool.startswith("tcpdump") else b"using")
+        time.sleep(READY_SETTLE_S)
+        before = _rx_packets(host)
         _send(ns, peer, conf, rate)
         time.sleep(SETTLE_S)
+        arrived = _rx_packets(host) - before
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=STEP_TIMEOUT_S)
     finally:
@@ -142,7 +170,8 @@ def _step(
             proc.kill()
             proc.wait()
     cpu = _child_cpu()
-    return Step(tool, size, rate, STEP_PACKETS, _received(tool, err or ""), cpu)
+    report = (head + (err or b"")).decode(errors="replace")
+    return Step(tool, size, rate, STEP_PACKETS, _received(tool, report), cpu, arrived)
 
 
 _cpu_mark = [0.0]
@@ -157,11 +186,18 @@ def _child_cpu() -> float:
     return spent
 
 
-def run(rates: Sequence[int] = RATES_PPS, sizes: Sequence[int] = SIZES) -> str:
+def run(rates: Sequence[int] = RATES_PPS, sizes: Sequence[int] = SIZES, only: str = "") -> str:
+    """The table; `only` keeps the capturers whose name contains it."""
     if os.geteuid() != 0:
         return "capture rates: needs root (network namespaces, raw sockets)"
     steps: list[Step] = []
-    with _link() as (ns, host, peer), tempfile.TemporaryDirectory() as tmp:
+    with _link() as link, tempfile.TemporaryDirectory() as tmp:
+        ns, host, peer = link
+        try:
+            standin: Path | None = build_standin(Path(tmp))
+        except StandinError:
+            standin = None
+        env = {**os.environ, ENV_LIBRARY: str(standin)} if standin else dict(os.environ)
         for size in sizes:
             conf = _trafgen_conf(size, Path(tmp))
             for rate in rates:
@@ -169,8 +205,10 @@ def run(rates: Sequence[int] = RATES_PPS, sizes: Sequence[int] = SIZES) -> str:
                 _child_cpu()
                 _send(ns, peer, conf, rate)
                 sender = _child_cpu()
-                for tool, argv in _capturers(host).items():
-                    step = _step(tool, argv, ns, peer, conf, size, rate)
+                for tool, argv in _capturers(host, standin).items():
+                    if only not in tool:
+                        continue
+                    step = _step(tool, argv, env, link, conf, size, rate)
                     step.cpu_s = max(0.0, step.cpu_s - sender)
                     steps.append(step)
     rows = []
@@ -186,6 +224,7 @@ def run(rates: Sequence[int] = RATES_PPS, sizes: Sequence[int] = SIZES) -> str:
                         size,
                         f"{s.rate:,}",
                         s.offered,
+                        s.arrived,
                         s.received,
                         s.dropped,
                         f"{s.cpu_s / (s.received or 1) * 1e6:.2f}",
@@ -197,6 +236,7 @@ def run(rates: Sequence[int] = RATES_PPS, sizes: Sequence[int] = SIZES) -> str:
         "frame B",
         "rate pps",
         "offered",
+        "veth rx",
         "received",
         "dropped",
         "cpu s/Mpkt",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 import time
@@ -73,3 +74,22 @@ def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -
     for row in cells[1:]:
         out.append("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
     return "\n".join(out)
+
+
+def wait_for_output(
+    proc: subprocess.Popen[bytes] | subprocess.Popen[str], marker: bytes, timeout: float = 20.0
+) -> bytes:
+    """Read proc's stderr (raw, from its descriptor) until a line containing `marker` is
+    complete; returns what was read, for the caller to put in front of the rest."""
+    assert proc.stderr is not None
+    fd = proc.stderr.fileno()
+    head = b""
+    deadline = time.monotonic() + timeout
+    while marker not in head or not head.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([fd], [], [], max(0.0, left))
+        chunk = os.read(fd, 4096) if ready else b""
+        if not chunk:
+            raise RuntimeError(f"no {marker!r} within {timeout}s: {head.decode(errors='replace')}")
+        head += chunk
+    return head

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -207,3 +208,16 @@ def test_version_loads_nothing_but_the_command_line() -> None:
     modules = modules_after("from pilotfish.cli import main\nmain(['version'])")
     assert loaded(modules, "pilotfish") == ["pilotfish", "pilotfish.cli"]
     assert loaded(modules, "msgspec") == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (opens a packet socket)")
+def test_capture_buffer_sizes_the_ring() -> None:
+    done = run("capture", "--list-backends", "-i", "lo", "-B", "16")
+    assert done.returncode == 0, done.stderr
+    assert "TPACKET_V3 ring 8x2048 KiB on lo" in done.stdout
+
+
+def test_capture_buffer_must_be_positive() -> None:
+    done = run("capture", "-i", "lo", "-B", "0")
+    assert done.returncode == 2
+    assert "--buffer" in done.stderr

@@ -288,6 +288,10 @@ def _add_capture(commands: Commands) -> None:
     )  # fmt: skip
     group.add_argument("-p", "--promiscuous", action="store_true", help="promiscuous mode")
     group.add_argument(
+        "-B", "--buffer", type=_int_range(1, 4096), default=64, metavar="MIB",
+        help="kernel buffer per interface in MiB (AF_PACKET ring, AF_XDP UMEM), default 64",
+    )  # fmt: skip
+    group.add_argument(
         "--list-backends", action="store_true", help="show which backends work here, and why"
     )
     _add_filters(parser, "kernel capture filter (tcpdump syntax)")
@@ -315,6 +319,7 @@ def _run_capture(args: argparse.Namespace) -> int:
     if args.backend not in BACKENDS:
         raise CliError(f"--capture must be best, pfring, afxdp or afpacket (got {args.backend!r})")
     options = CaptureOptions(interfaces=interfaces, bpf=args.bpf, promiscuous=args.promiscuous)
+    options = options.with_buffer(args.buffer)
     if args.list_backends:
         list_backends_table(options)
         return 0

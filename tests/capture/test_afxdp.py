@@ -40,6 +40,7 @@ from pilotfish.capture.afxdp import (
     load_helper,
     missing_capabilities,
     socket_errno_reason,
+    umem_geometry,
 )
 from pilotfish.capture.base import CaptureOptions, Source, SourceUnavailable
 from pilotfish.capture.mirror import MIRROR_PREF, is_mirror_name
@@ -109,6 +110,16 @@ def test_frame_geometry() -> None:
 def test_frame_geometry_property(mtu: int, frame: int) -> None:
     fits = mtu + LINK_HEADER <= frame - XDP_PACKET_HEADROOM
     assert (check_frame_geometry(mtu, frame, 4096) is None) == fits
+
+
+def test_umem_geometry_keeps_the_bytes_when_the_mtu_needs_bigger_frames() -> None:
+    assert umem_geometry(1500, 32768, 2048, 4096) == (32768, 2048)
+    assert umem_geometry(3000, 32768, 2048, 4096) == (16384, 4096)
+    assert umem_geometry(3000, 64, 2048, 4096) == (64, 4096)
+    with pytest.raises(ValueError, match="MTU 9000 too large for UMEM frame size 4096"):
+        umem_geometry(9000, 32768, 2048, 4096)
+    with pytest.raises(ValueError, match="not supported"):
+        umem_geometry(1500, 32768, 3000, 4096)
 
 
 def test_helper_is_built_and_exports_the_batch_api() -> None:

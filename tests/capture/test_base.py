@@ -79,3 +79,16 @@ def test_nothing_available_joins_the_reasons() -> None:
 
 def test_fake_is_a_source() -> None:
     assert isinstance(_Fake("x"), Source)
+
+
+def test_buffer_sets_the_ring_and_the_umem_in_mib() -> None:
+    options = CaptureOptions(interfaces=["eth0"])
+    assert options.block_count * options.block_size == 64 << 20  # the defaults agree
+    assert options.umem_frames * options.umem_frame_size == 64 << 20
+    small = options.with_buffer(16)
+    assert (small.block_count, small.umem_frames) == (8, 8192)
+    assert small.interfaces == ["eth0"] and small.block_size == options.block_size
+    tiny = options.with_buffer(1)
+    assert (tiny.block_count, tiny.umem_frames) == (2, 512)
+    with pytest.raises(ValueError, match="at least 1 MiB"):
+        options.with_buffer(0)

@@ -14,9 +14,10 @@ waited in the RX ring.  Frames are Ethernet (linktype 1); super-frames arrive cu
 size by the mirror.  A poll timeout yields an empty list so consumers can run their idle
 timers.  A non-empty `options.bpf` is applied in user space (libpcap's interpreter).
 
-Bounds: per interface one UMEM of `umem_frames * umem_frame_size` bytes and one RX/fill
-ring of the next power of two >= `umem_frames`; one copy buffer of `BATCH * umem_frame_size`
-bytes.  A frame that does not fit a UMEM frame is dropped by the kernel and counted.
+Bounds: per interface one UMEM of `umem_frames * umem_frame_size` bytes (64 MiB by default,
+the AF_PACKET ring's size: with 2 KiB frames, 32768 frames of buffer) and one RX/fill ring
+of the next power of two >= its frame count; one copy buffer of `BATCH` frames.  An MTU
+too large for the configured frame size gets page-size frames holding the same bytes.  A frame that does not fit a UMEM frame is dropped by the kernel and counted.
 bpffs is mounted at /sys/fs/bpf when absent (libxdp's dispatcher needs it) and left mounted.
 
 Counters: `received`/`bytes` are frames/bytes handed over (after the filter; `filtered` in
@@ -148,6 +149,20 @@ def check_frame_geometry(mtu: int, frame_size: int, page_size: int) -> str | Non
     return None
 
 
+def umem_geometry(mtu: int, frames: int, frame_size: int, page_size: int) -> tuple[int, int]:
+    """(frames, frame size) of a UMEM for this MTU: as configured when the MTU fits, else
+    page-size frames holding the same bytes; ValueError with the reason when neither fits."""
+    why = check_frame_geometry(mtu, frame_size, page_size)
+    if why is None:
+        return frames, frame_size
+    unsupported = check_frame_geometry(0, frame_size, page_size)
+    if unsupported is not None:
+        raise ValueError(unsupported)
+    if frame_size < page_size and check_frame_geometry(mtu, page_size, page_size) is None:
+        return max(64, frames * frame_size // page_size), page_size
+    raise ValueError(check_frame_geometry(mtu, max(frame_size, page_size), page_size) or why)
+
+
 @dataclass
 class _Socket:
     """One XSK on the mirror of one watched interface."""
@@ -189,6 +204,7 @@ class AfXdpSource:
         self._matches: Callable[[bytes, int], bool] | None = None
         self._stats = CaptureStats(backend=NAME)
         self._filtered = 0
+        self._umem = (options.umem_frames, options.umem_frame_size)
         self._bpffs = "unknown"
 
     # --- Source protocol -------------------------------------------------------------------
@@ -230,13 +246,14 @@ class AfXdpSource:
         by_fd = {s.fd: s for s in self._sockets}
         for fd in by_fd:
             poller.register(fd, select.POLLIN)
-        cap = BATCH * self.options.umem_frame_size
+        frames, frame_size = self._umem
+        cap = BATCH * frame_size
         buf = bytearray(cap)
         lens = self._ffi.new("uint32_t[]", BATCH)
         c_buf = self._ffi.from_buffer(buf)
         view = memoryview(buf)
         lens_view = memoryview(self._ffi.buffer(lens)).cast("I")
-        drain_budget = len(by_fd) * (self.options.umem_frames // BATCH + 1)
+        drain_budget = len(by_fd) * (frames // BATCH + 1)
         while True:
             stopping = self._stop
             out: list[Frame] = []
@@ -331,11 +348,15 @@ class AfXdpSource:
             raise SourceUnavailable(NAME, socket_errno_reason(exc.errno or 0)) from None
 
     def _check_mtus(self, names: list[str]) -> None:
+        """Settle the UMEM geometry every interface's MTU fits (or decline with the reason)."""
         page = os.sysconf("SC_PAGESIZE")
+        frames, size = self.options.umem_frames, self.options.umem_frame_size
         for ifname in names:
-            why = check_frame_geometry(interface_mtu(ifname), self.options.umem_frame_size, page)
-            if why:
-                raise SourceUnavailable(NAME, f"{ifname}: {why}")
+            try:
+                frames, size = umem_geometry(interface_mtu(ifname), frames, size, page)
+            except ValueError as exc:
+                raise SourceUnavailable(NAME, f"{ifname}: {exc}") from None
+        self._umem = (frames, size)
 
     def _prepare_filter(self) -> None:
         if not self.options.bpf:
@@ -373,7 +394,7 @@ class AfXdpSource:
         ffi, lib = self._ffi, self._lib
         out = ffi.new("struct pf_xsk **")
         err = ffi.new("char[]", 256)
-        frames, size = self.options.umem_frames, self.options.umem_frame_size
+        frames, size = self._umem
         rc = lib.pf_xsk_open(
             mirror.veth_b.encode(), 0, frames, size, MODES[self._mode], out, err, 256
         )

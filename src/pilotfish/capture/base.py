@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 from pilotfish.model import Frame
@@ -93,8 +93,20 @@ class CaptureOptions:
     block_size: int = 1 << 21  # AF_PACKET TPACKET_V3 block size (ring = size x count per socket)
     block_count: int = 32
     block_timeout_ms: int = 100
-    umem_frames: int = 4096  # AF_XDP
-    umem_frame_size: int = 4096
+    umem_frames: int = 32768  # AF_XDP: UMEM = frames x frame size (64 MiB, like the ring)
+    umem_frame_size: int = 2048
+
+    def with_buffer(self, mib: int) -> CaptureOptions:
+        """The same options with `mib` MiB of kernel buffer per interface: the AF_PACKET ring
+        (whole blocks, at least two) and the AF_XDP UMEM (whole frames, at least 64)."""
+        if mib < 1:
+            raise ValueError(f"buffer must be at least 1 MiB (got {mib})")
+        size = mib << 20
+        return replace(
+            self,
+            block_count=max(2, size // self.block_size),
+            umem_frames=max(64, size // self.umem_frame_size),
+        )
 
 
 SourceFactory = Callable[[CaptureOptions], Source]
