@@ -4,7 +4,8 @@ A namespace of our own sends UDP frames with trafgen (a fixed count per step, at
 over a veth pair; each capturer listens on the host end and writes to /dev/null
 (capture-only mode).  For every tool and rate: packets offered, what the host end's own
 counters say arrived (rx_packets; the cross-check of the offered count), received, dropped,
-CPU seconds per million packets, and the highest rate with zero drops.  The PF_RING row runs
+CPU seconds per million packets (from the moment the capturer listens: interpreter start-up
+is not a per-packet cost), and the highest rate with zero drops.  The PF_RING row runs
 the binding on the testbed's stand-in library (a plain AF_PACKET socket, one recvfrom per
 frame), since this machine has no PF_RING: it is labelled STAND-IN and says nothing about
 PF_RING's own speed.
@@ -155,9 +156,11 @@ def _step(
     rate: int,
 ) -> Step:
     ns, host, peer = link
+    start = _children_cpu()
     proc = subprocess.Popen(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         head = wait_for_output(proc, b"listening on" if tool.startswith("tcpdump") else b"using")
+        startup = _process_cpu(proc.pid)  # interpreter start and opening: not per packet
         time.sleep(READY_SETTLE_S)
         before = _rx_packets(host)
         _send(ns, peer, conf, rate)
@@ -169,21 +172,21 @@ def _step(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    cpu = _child_cpu()
+    cpu = _children_cpu() - start - startup  # still includes the sender: see `run`
     report = (head + (err or b"")).decode(errors="replace")
     return Step(tool, size, rate, STEP_PACKETS, _received(tool, report), cpu, arrived)
 
 
-_cpu_mark = [0.0]
-
-
-def _child_cpu() -> float:
-    """CPU seconds used by waited-for children since the previous call.  A step's count
-    includes its sender; `run` measures the sender alone at the same rate and subtracts it."""
+def _children_cpu() -> float:
+    """CPU seconds of every waited-for child so far."""
     t = os.times()
-    now = t.children_user + t.children_system
-    spent, _cpu_mark[0] = now - _cpu_mark[0], now
-    return spent
+    return t.children_user + t.children_system
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds a running process has used (utime + stime from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run(rates: Sequence[int] = RATES_PPS, sizes: Sequence[int] = SIZES, only: str = "") -> str:
@@ -202,9 +205,9 @@ def run(rates: Sequence[int] = RATES_PPS, sizes: Sequence[int] = SIZES, only: st
             conf = _trafgen_conf(size, Path(tmp))
             for rate in rates:
                 # the sender's own CPU, measured alone, is subtracted from each step
-                _child_cpu()
+                before = _children_cpu()
                 _send(ns, peer, conf, rate)
-                sender = _child_cpu()
+                sender = _children_cpu() - before
                 for tool, argv in _capturers(host, standin).items():
                     if only not in tool:
                         continue

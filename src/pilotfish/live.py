@@ -15,6 +15,7 @@ child runs its own pipeline and sends finished entries (JSON) and its counters t
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing as mp
 import os
 import pickle
@@ -32,6 +33,8 @@ from pilotfish.capture.registry import factories
 from pilotfish.config import Settings
 from pilotfish.model import ENTRY_DECODER, ENTRY_ENCODER, Entry
 from pilotfish.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
 
 _LIVE_MAX_DELAY = 1.0  # seconds an entry may be held back to keep timestamp order
 
@@ -144,19 +147,30 @@ def _to_pipeline(source: Source, pipeline: Pipeline, options: LiveOptions) -> in
 
 
 def _to_file(source: Source, options: LiveOptions) -> int:
+    """Write frames to the pcap file until the source ends or `count` frames were taken.
+
+    The file has the link type of the first frame; frames of another link type (interfaces
+    of different kinds captured together) are left out and logged."""
     from pilotfish.capture.pcapfile import PcapWriter
 
     assert options.write is not None
     seen = 0
+    other = 0
     writer: PcapWriter | None = None
     try:
         for batch in source.batches():
             if options.count is not None:
                 batch = batch[: options.count - seen]
-            for ts, linktype, data, wirelen in batch:
-                if writer is None:
-                    writer = PcapWriter(options.write, linktype, nanosecond=True)
-                writer.write(ts, data, wirelen)
+            if not batch:
+                continue
+            if writer is None:
+                writer = PcapWriter(options.write, batch[0][1], nanosecond=True)
+            try:
+                writer.write_frames(batch)
+            except ValueError:
+                kept = [f for f in batch if f[1] == writer.linktype]
+                writer.write_frames(kept)
+                other += len(batch) - len(kept)
             seen += len(batch)
             if options.count is not None and seen >= options.count:
                 break
@@ -164,7 +178,9 @@ def _to_file(source: Source, options: LiveOptions) -> int:
         if writer is None:  # nothing captured: still leave a valid, empty file
             writer = PcapWriter(options.write, 1, nanosecond=True)
         writer.close()
-    return seen
+    if other:
+        log.warning("capture: %d frames of another link type left out of %s", other, options.write)
+    return seen - other
 
 
 # --- fanout across processes -----------------------------------------------------------------

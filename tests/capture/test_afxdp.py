@@ -550,7 +550,7 @@ def _capture_around(
 
 @pytest.mark.integration
 @needs_root
-def test_filter_and_snaplen_apply_in_user_space(tmp_path: Path) -> None:
+def test_filter_runs_at_the_mirror_and_snaplen_in_user_space(tmp_path: Path) -> None:
     with ns_pair() as pair:
 
         def traffic() -> None:
@@ -563,7 +563,6 @@ def test_filter_and_snaplen_apply_in_user_space(tmp_path: Path) -> None:
     assert len(frames) == 30 and stats["received"] == 30
     assert all(len(data) == 42 and wirelen > 42 for data, wirelen in frames)  # up to UDP
     assert stats["bytes"] == 30 * 42
-    assert isinstance(stats["extra"], dict) and stats["extra"]["filtered"] >= 10
 
 
 _UDP_TO = """

@@ -64,6 +64,14 @@ def test_compiles_what_tcpdump_compiles() -> None:
         assert program.instructions == expected
 
 
+def test_tc_bytecode_is_the_count_then_each_instruction() -> None:
+    program = compile_filter("udp", LINKTYPE_ETHERNET)
+    text = program.tc_bytecode()
+    count, *insns = text.split(",")
+    assert int(count) == len(program) == len(insns)
+    assert [tuple(int(v) for v in i.split()) for i in insns] == program.instructions
+
+
 def test_syntax_error_carries_libpcap_message() -> None:
     with pytest.raises(BpfError, match="syntax error"):
         compile_filter("udp portt 80", LINKTYPE_ETHERNET)

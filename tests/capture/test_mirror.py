@@ -14,6 +14,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pilotfish.capture.base import LINKTYPE_ETHERNET
+from pilotfish.capture.bpf import compile_filter
 from pilotfish.capture.mirror import (
     IFNAMSIZ,
     MIRROR_PREF,
@@ -244,7 +247,7 @@ def test_parse_filter_prefs_roundtrip(prefs: list[int]) -> None:
 _CHILD = """
 import json, sys
 from pilotfish.capture.mirror import Mirror
-m = Mirror(sys.argv[1], state_dir=sys.argv[2])
+m = Mirror(sys.argv[1], state_dir=sys.argv[2], bytecode=sys.argv[4] if len(sys.argv) > 4 else "")
 for step in sys.argv[3].split(","):
     getattr(m, step)()
 print(json.dumps({"stale": m.stale, "a": m.veth_a, "b": m.veth_b,
@@ -252,8 +255,9 @@ print(json.dumps({"stale": m.stale, "a": m.veth_a, "b": m.veth_b,
 """
 
 
-def _mirror(pair: NsPair, state_dir: Path, steps: str) -> dict[str, object]:
-    out = pair.python(pair.client, _CHILD, pair.client_if, str(state_dir), steps)
+def _mirror(pair: NsPair, state_dir: Path, steps: str, bytecode: str = "") -> dict[str, object]:
+    args = [pair.client_if, str(state_dir), steps, *([bytecode] if bytecode else [])]
+    out = pair.python(pair.client, _CHILD, *args)
     result: dict[str, object] = json.loads(out)
     return result
 
@@ -283,6 +287,28 @@ def test_install_builds_the_mirror_and_remove_takes_it_all_away(tmp_path: Path) 
         assert "clsact" not in pair.qdisc_kinds()
         assert pair.filter_prefs("ingress") == set() == pair.filter_prefs("egress")
         assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.integration
+@needs_root
+def test_a_capture_filter_mirrors_only_the_frames_it_accepts(tmp_path: Path) -> None:
+    """The filter runs in both directions from the MAC header (ingress frames included)."""
+    bytecode = compile_filter("udp port 7777", LINKTYPE_ETHERNET).tc_bytecode()
+    send = "import socket, sys\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    send += "for _ in range(3):\n    s.sendto(b'x', (sys.argv[1], 7777))\n"
+    with ns_pair() as pair:
+        b = str(_mirror(pair, tmp_path, "install", bytecode)["b"])
+        try:
+            before = _rx_packets(pair, b)
+            assert udp_exchange(pair, 50) == 50  # another port: not mirrored
+            assert _rx_packets(pair, b) == before
+            pair.python(pair.client, send, pair.server_ip)  # 3 out (egress)
+            pair.python(pair.server, send, pair.client_ip)  # 3 in (ingress)
+            time.sleep(0.2)
+            assert _rx_packets(pair, b) - before == 6  # the ICMP answers are not UDP
+        finally:
+            _mirror(pair, tmp_path, "remove")
+        assert pair.filter_prefs("ingress") == set() == pair.filter_prefs("egress")
 
 
 @pytest.mark.integration

@@ -370,6 +370,19 @@ def test_writer_cuts_to_snaplen_and_keeps_wire_length(tmp_path: Path) -> None:
     assert read_ok(path) == [(1.5, LINKTYPE_ETHERNET, b"q" * 64, 100)]
 
 
+def test_writer_batch_is_all_or_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "w.pcap"
+    good = (1.25, LINKTYPE_ETHERNET, b"g" * 60, 60)
+    with PcapWriter(path, LINKTYPE_ETHERNET) as writer:
+        with pytest.raises(ValueError, match="link type 101"):
+            writer.write_frames([good, (1.0, LINKTYPE_RAW, b"r", 1)])
+        with pytest.raises(ValueError, match="does not fit"):
+            writer.write_frames([good, (2.0**32, LINKTYPE_ETHERNET, b"x", 1)])
+        writer.write_frames([good])
+        assert writer.frames == 1
+    assert read_ok(path) == [good]
+
+
 def test_writer_refuses_what_pcap_cannot_hold(tmp_path: Path) -> None:
     writer = PcapWriter(tmp_path / "w.pcap", LINKTYPE_ETHERNET)
     with pytest.raises(ValueError, match="link type 101"):

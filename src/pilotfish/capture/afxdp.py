@@ -12,16 +12,18 @@ no per-packet timestamp: every frame of a batch gets the same `clock()` value (d
 `time.time`) taken when the batch was read, so a timestamp is late by the time the frame
 waited in the RX ring.  Frames are Ethernet (linktype 1); super-frames arrive cut to wire
 size by the mirror.  A poll timeout yields an empty list so consumers can run their idle
-timers.  A non-empty `options.bpf` is applied in user space (libpcap's interpreter).
+timers.  A non-empty `options.bpf` is compiled by libpcap and run in the kernel by the
+mirror's tc filters: frames it rejects are never mirrored.
 
 Bounds: per interface one UMEM of `umem_frames * umem_frame_size` bytes (64 MiB by default,
 the AF_PACKET ring's size: with 2 KiB frames, 32768 frames of buffer) and one RX/fill ring
 of the next power of two >= its frame count; one copy buffer of `BATCH` frames.  An MTU
-too large for the configured frame size gets page-size frames holding the same bytes.  A frame that does not fit a UMEM frame is dropped by the kernel and counted.
+too large for the configured frame size gets page-size frames holding the same bytes.  A
+frame that does not fit a UMEM frame is dropped by the kernel and counted.
 bpffs is mounted at /sys/fs/bpf when absent (libxdp's dispatcher needs it) and left mounted.
 
-Counters: `received`/`bytes` are frames/bytes handed over (after the filter; `filtered` in
-`extra` counts the others); `dropped` = XSK rx_dropped + rx_ring_full (XDP_STATISTICS);
+Counters: `received`/`bytes` are frames/bytes handed over; `dropped` = XSK rx_dropped +
+rx_ring_full (XDP_STATISTICS);
 `if_dropped` = frames the mirror veths dropped; `extra` reports the attach mode obtained
 (`xdp_mode` native|skb), `zerocopy` and the raw XDP counters.
 
@@ -201,9 +203,8 @@ class AfXdpSource:
         self._sockets: list[_Socket] = []
         self._ffi: Any = None
         self._lib: Any = None
-        self._matches: Callable[[bytes, int], bool] | None = None
+        self._bytecode = ""  # the capture filter, run by the mirror's tc filters
         self._stats = CaptureStats(backend=NAME)
-        self._filtered = 0
         self._umem = (options.umem_frames, options.umem_frame_size)
         self._bpffs = "unknown"
 
@@ -290,7 +291,7 @@ class AfXdpSource:
                 dropped=st.dropped,
                 if_dropped=st.if_dropped,
                 bytes=st.bytes,
-                extra={**st.extra, "bpffs": self._bpffs, "filtered": self._filtered},
+                extra={**st.extra, "bpffs": self._bpffs},
             )
 
     def close(self) -> None:
@@ -364,9 +365,8 @@ class AfXdpSource:
         from pilotfish.capture.bpf import BpfError, compile_filter
 
         try:
-            self._matches = compile_filter(
-                self.options.bpf, LINKTYPE_ETHERNET, self.options.snaplen
-            ).matches
+            program = compile_filter(self.options.bpf, LINKTYPE_ETHERNET, self.options.snaplen)
+            self._bytecode = program.tc_bytecode()
         except (BpfError, OSError) as exc:
             raise SourceUnavailable(NAME, f"filter not usable: {exc}") from exc
 
@@ -384,7 +384,7 @@ class AfXdpSource:
         return "mounted by pilotfish"
 
     def _open_one(self, ifname: str) -> _Socket:
-        mirror = Mirror(ifname, state_dir=self._state_dir)
+        mirror = Mirror(ifname, state_dir=self._state_dir, bytecode=self._bytecode)
         try:
             mirror.install()
         except (MirrorError, OSError) as exc:
@@ -415,19 +415,16 @@ class AfXdpSource:
     def _collect(self, out: list[Frame], data: bytes, lens: list[int]) -> None:
         ts = self._clock()
         snap = self.options.snaplen
-        matches = self._matches
+        append = out.append
         off = 0
         nbytes = 0
         for length in lens:
             end = off + length
             frame = data[off:end] if length <= snap else data[off : off + snap]
             off = end
-            if matches is not None and not matches(frame, length):
-                self._filtered += 1
-                continue
-            out.append((ts, LINKTYPE_ETHERNET, frame, length))
+            append((ts, LINKTYPE_ETHERNET, frame, length))
             nbytes += len(frame)
-        self._stats.received += len(out)
+        self._stats.received += len(lens)
         self._stats.bytes += nbytes
 
     def _check_alive(self) -> None:

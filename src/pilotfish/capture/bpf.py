@@ -179,6 +179,11 @@ class BpfProgram:
     def __len__(self) -> int:
         return len(self._insns)
 
+    def tc_bytecode(self) -> str:
+        """The program in tc's `bpf bytecode` notation: "N,code jt jf k,..."."""
+        body = ",".join(f"{code} {jt} {jf} {k}" for code, jt, jf, k in self._insns)
+        return f"{len(self._insns)},{body}"
+
     def sock_fprog(self) -> bytes:
         """The `struct sock_fprog` for `setsockopt(SOL_SOCKET, SO_ATTACH_FILTER, ...)`.
 

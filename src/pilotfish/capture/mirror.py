@@ -11,8 +11,10 @@ no packets of its own), and one queue.  `gso_max_segs 1` on the tc end makes the
 TSO/GSO/GRO super-frames (up to 64 KB on a veth) into wire-size frames on their way into the
 mirror, so they fit a UMEM frame: the XSK sees what the wire carries, where tcpdump on IF
 would see the super-frames.  Both tc filters sit at the fixed pilotfish preference
-`MIRROR_PREF`; the clsact qdisc is added only when absent and removed on teardown only when
-pilotfish added it.  That fact is also written to a small state file (`<state_dir>/mirror-N`)
+`MIRROR_PREF`; they match every frame (u32), or only the frames a classic BPF program
+accepts (cls_bpf `bytecode`, which sees ingress frames from their MAC header too, so a
+libpcap Ethernet program applies as is) when one is given; the clsact qdisc is added only
+when absent and removed on teardown only when pilotfish added it.  That fact is also written to a small state file (`<state_dir>/mirror-N`)
 so that a later run can finish the cleanup of a run that was killed.
 
 `Mirror.install()` first removes stale state of a killed run (the pfxN veth pair, filters at
@@ -113,8 +115,10 @@ class Mirror:
         *,
         pref: int = MIRROR_PREF,
         state_dir: str | os.PathLike[str] = STATE_DIR,
+        bytecode: str = "",
     ) -> None:
         self.ifname = ifname
+        self.bytecode = bytecode
         self.ifindex = socket.if_nametoindex(ifname)  # OSError: unknown interface
         self.veth_a, self.veth_b = mirror_names(self.ifindex)
         self.pref = pref
@@ -210,8 +214,10 @@ class Mirror:
         return ["tc", "filter", verb, "dev", self.ifname, direction, "pref", str(self.pref)]
 
     def _mirror_action(self) -> list[str]:
-        match_all = ("protocol", "all", "u32", "match", "u32", "0", "0")
-        return [*match_all, "action", "mirred", "egress", "mirror", "dev", self.veth_a]
+        match: tuple[str, ...] = ("protocol", "all", "u32", "match", "u32", "0", "0")
+        if self.bytecode:  # cls_bpf runs classic BPF on the frame from its MAC header
+            match = ("protocol", "all", "bpf", "bytecode", self.bytecode)
+        return [*match, "action", "mirred", "egress", "mirror", "dev", self.veth_a]
 
     def _write_state(self) -> None:
         try:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import math
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
@@ -57,6 +56,7 @@ _RECORD_LEN: Final = 16
 _WRITE_HEADER: Final = struct.Struct("<IHHiIII")
 _WRITE_RECORD: Final = struct.Struct("<IIII")
 _FLUSH_AT: Final = 1 << 20
+_MAX_TS: Final = float(1 << 32)  # pcap seconds are 32-bit unsigned
 
 PcapFormat = Literal["pcap", "pcapng"]
 
@@ -332,31 +332,41 @@ class PcapWriter:
 
     def write(self, ts: float, data: bytes, wirelen: int | None = None) -> None:
         """Append one frame captured at epoch `ts` seconds (`wirelen` defaults to len(data))."""
-        if self._closed:
-            raise ValueError("write to a closed PcapWriter")
-        sec = math.floor(ts)
-        frac = round((ts - sec) * self._units)
-        if frac >= self._units:
-            sec += 1
-            frac -= self._units
-        if not 0 <= sec <= 0xFFFFFFFF:
-            raise ValueError(f"timestamp {ts} does not fit a pcap record")
-        orig = len(data) if wirelen is None else max(wirelen, 0)
-        if len(data) > self.snaplen:
-            data = data[: self.snaplen]
-        buf = self._buf
-        buf += _WRITE_RECORD.pack(sec, frac, len(data), min(orig, 0xFFFFFFFF))
-        buf += data
-        self.frames += 1
-        if len(buf) >= _FLUSH_AT:
-            self.flush()
+        self.write_frames([(ts, self.linktype, data, len(data) if wirelen is None else wirelen)])
 
     def write_frames(self, frames: Iterable[Frame]) -> None:
-        """Write frames of this writer's link type; another link type is a ValueError."""
-        for ts, linktype, data, wirelen in frames:
-            if linktype != self.linktype:
-                raise ValueError(f"frame link type {linktype} != file link type {self.linktype}")
-            self.write(ts, data, wirelen)
+        """Append frames of this writer's link type, all or none: a frame of another link
+        type, or a timestamp a pcap record cannot hold, is a ValueError and nothing of the
+        call is written."""
+        if self._closed:
+            raise ValueError("write to a closed PcapWriter")
+        units, snaplen, linktype = self._units, self.snaplen, self.linktype
+        pack = _WRITE_RECORD.pack
+        parts: list[bytes] = []
+        append = parts.append
+        for ts, frame_linktype, data, wirelen in frames:
+            if frame_linktype != linktype:
+                raise ValueError(f"frame link type {frame_linktype} != file link type {linktype}")
+            if not 0 <= ts < _MAX_TS:
+                raise ValueError(f"timestamp {ts} does not fit a pcap record")
+            sec = int(ts)
+            frac = int((ts - sec) * units + 0.5)
+            if frac >= units:
+                sec += 1
+                frac -= units
+                if sec > 0xFFFFFFFF:
+                    raise ValueError(f"timestamp {ts} does not fit a pcap record")
+            size = len(data)
+            if size > snaplen:
+                data = data[:snaplen]
+                size = snaplen
+            append(pack(sec, frac, size, min(max(wirelen, 0), 0xFFFFFFFF)))
+            append(data)
+        buf = self._buf
+        buf += b"".join(parts)
+        self.frames += len(parts) // 2
+        if len(buf) >= _FLUSH_AT:
+            self.flush()
 
     def flush(self) -> None:
         if self._buf:
