@@ -360,7 +360,9 @@ class PcapWriter:
             if size > snaplen:
                 data = data[:snaplen]
                 size = snaplen
-            append(pack(sec, frac, size, min(max(wirelen, 0), 0xFFFFFFFF)))
+            if not 0 <= wirelen <= 0xFFFFFFFF:
+                wirelen = 0 if wirelen < 0 else 0xFFFFFFFF
+            append(pack(sec, frac, size, wirelen))
             append(data)
         buf = self._buf
         buf += b"".join(parts)
