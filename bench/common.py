@@ -93,3 +93,13 @@ def wait_for_output(
             raise RuntimeError(f"no {marker!r} within {timeout}s: {head.decode(errors='replace')}")
         head += chunk
     return head
+
+
+def clean_up_to(steps: Sequence[tuple[float, bool]]) -> float | None:
+    """The highest rate of the steps (in rising order) before the first unclean one."""
+    best: float | None = None
+    for rate, clean in steps:
+        if not clean:
+            break
+        best = rate
+    return best

@@ -19,6 +19,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -481,13 +482,6 @@ rest = [frame for batch in batches for frame in batch]
 print(sum(frame[2][23:24] == b"\\x11" for frame in rest), src.stats().received, flush=True)
 """
 
-_SEND_UDP = """
-import socket, sys
-with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-    for n in range(int(sys.argv[2])):
-        s.sendto(b"held %d" % n, (sys.argv[1], 9))
-"""
-
 
 @pytest.mark.integration
 @needs_root
@@ -495,26 +489,15 @@ def test_close_hands_over_what_the_rx_ring_holds(tmp_path: Path) -> None:
     """Frames that reached the RX ring before close() still come out of batches()."""
     with ns_pair() as pair:
         argv = [sys.executable, "-c", _HOLD, pair.client_if, str(tmp_path / "state")]
-        child = subprocess.Popen(
-            ["ip", "netns", "exec", pair.client, *argv],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
+        pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+        with subprocess.Popen(["ip", "netns", "exec", pair.client, *argv], **pipes) as child:
             assert child.stdout is not None and child.stdout.readline() == "ready\n"
-            pair.python(pair.server, _SEND_UDP, pair.client_ip, "300")
-            pair.python(pair.client, "import time; time.sleep(0.3)")
-            out, err = child.communicate("go\n", timeout=TIMEOUT)
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait(timeout=TIMEOUT)
-        assert child.returncode == 0, err
+            pair.python(pair.server, _UDP_TO, pair.client_ip, "9", "300")
+            time.sleep(0.3)  # into the RX ring, which nobody reads yet
+            out, _ = child.communicate("go\n", timeout=TIMEOUT)
         _assert_clean(pair)
     udp, received = map(int, out.split())
-    assert udp == 300 and received >= 300
+    assert child.returncode == 0 and udp == 300 and received >= 300
 
 
 @pytest.mark.integration
