@@ -87,6 +87,7 @@ class Pipeline:
         self.frames = 0
         self.bytes = 0
         self.entries: Counter[str] = Counter()
+        self.pairs: Counter[str] = Counter()  # entries with both a request and a response
         self.dissect_errors: Counter[str] = Counter()
         self.dissector_crashes: Counter[str] = Counter()
         self._seq = 0
@@ -249,6 +250,7 @@ class Pipeline:
         else:
             start = req_ts
             if resp_ts is not None:
+                self.pairs[ex.protocol] += 1
                 elapsed = round((resp_ts - req_ts) * 1_000_000)
                 if elapsed < 0:
                     elapsed = 0
@@ -287,6 +289,7 @@ class Pipeline:
             "decode": self.decoder.stats.as_dict(),
             "flows": self.table.stats.as_dict(),
             "entries": dict(self.entries),
+            "pairs": dict(self.pairs),
             "dissect_errors": dict(self.dissect_errors),
             "dissector_crashes": dict(self.dissector_crashes),
             "reorder": {"late": self.reorder.late, "forced": self.reorder.forced},

@@ -62,6 +62,9 @@ def test_entries_are_visible_after_commit_only(store: SqliteStore, tmp_path: Pat
     assert ids(other.query(None).entries) == ["n-1"]
     with pytest.raises(PermissionError):
         other.add([make(2)])
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        other._db.execute("DELETE FROM entries")  # the connection itself refuses writes
+    assert ids(other.query(None).entries) == ["n-1"]
     other.close()
 
 

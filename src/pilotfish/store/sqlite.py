@@ -4,9 +4,9 @@
 `add()`s entries and `commit()`s (at least once a second; `add` also commits by itself when
 its buffer holds more than `max_buffer` entries, more than 1/32 of the limit in bytes, or
 entries older than `commit_interval` seconds by the injected clock).  Other processes open
-the same file with `reader=True` (creating the empty store if they come first) and query
-while it is written (WAL: readers never block
-the writer nor see a half-written batch).  Crash safety: WAL with synchronous=NORMAL, so a
+the same file with `reader=True` (creating the empty store if they come first; the
+connection is then switched to `query_only`, so SQLite refuses any write) and query while
+it is written (WAL: readers never block the writer nor see a half-written batch).  Crash safety: WAL with synchronous=NORMAL, so a
 killed process loses at most what it had not committed.
 
 Bounds (see docs/store.md):
@@ -103,6 +103,8 @@ class SqliteStore:
         self._db.execute(SQLITE_SETUP)
         if not reader or not self._has_table():
             self._setup_writer()  # a reader that comes first creates the same empty store
+        if reader:
+            self._db.execute("PRAGMA query_only = ON")  # SQLite itself refuses any write
 
     def _has_table(self) -> bool:
         row = self._db.execute(
