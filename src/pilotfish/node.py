@@ -176,9 +176,11 @@ class _Supervisor:
         return backend
 
     def _died(self, procs: dict[str, BaseProcess]) -> int:
+        ready = wait([p.sentinel for p in procs.values()], timeout=0)
         for name, proc in procs.items():
-            if not proc.is_alive():
-                proc.join(0)
+            if proc.sentinel in ready or not proc.is_alive():
+                # the sentinel closes a moment before the process can be reaped: wait for it
+                proc.join(STOP_GRACE_S)
                 others = [n for n in procs if n != name]
                 self.say(
                     f"{self.options.banner}: the {name} process ended "
