@@ -297,6 +297,11 @@ def serve_api(
             if self.started and on_ready is not None:
                 on_ready()
 
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            # a stop signal is the normal end here: do not re-raise it after shutdown
+            self._captured_signals.clear()
+
     app = create_app(backend, static_dir)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
     server = _Server(config)
