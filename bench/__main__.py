@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 
 from bench import (
+    api_load,
     bench_afpacket,
     bench_decode,
     capture_rates,
@@ -24,6 +25,7 @@ SUITES: dict[str, Callable[[], str]] = {
     "capture": capture_rates.run,
     "store": store_query.run,
     "startup": startup.run,
+    "api": api_load.run,
 }
 
 
