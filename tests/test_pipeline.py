@@ -57,6 +57,8 @@ def test_feed_builds_entries_with_ids_streams_and_counters() -> None:
     summary = p.summary()
     assert summary["frames"] == 8 and summary["entries"] == {"http": 1}
     assert summary["pairs"] == {"http": 1}
+    _, later = run(http_frames(), first_seq=41)
+    assert [x.id for x in later] == ["p-42"]
 
 
 def test_once_sniffed_the_flow_talks_to_the_chosen_dissector() -> None:

@@ -75,6 +75,7 @@ class Pipeline:
         capture: str = "pcap",
         resolver: Resolver | None = None,
         max_delay: float | None = None,
+        first_seq: int = 0,
     ) -> None:
         self.settings = settings
         self.capture = capture
@@ -90,7 +91,7 @@ class Pipeline:
         self.pairs: Counter[str] = Counter()  # entries with both a request and a response
         self.dissect_errors: Counter[str] = Counter()
         self.dissector_crashes: Counter[str] = Counter()
-        self._seq = 0
+        self._seq = first_seq  # ids continue after it ("<node>-<first_seq + 1>", ...)
         self._id_prefix = f"{self.node}-"
         self._now = float("-inf")
         self._until_tick = _TICK_FRAMES

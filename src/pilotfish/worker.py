@@ -8,6 +8,9 @@ flushed every `COMMIT_INTERVAL_S`, and the live pipeline holds an entry back at 
 `LIVE_MAX_DELAY_S` to keep timestamp order, so a SIGKILL loses less than the last second
 of entries (plus the capture ring's block timeout, 0.1 s by default).
 
+Entry ids stay unique per node across restarts: a worker opening a data directory that
+already holds entries continues numbering after the newest stored id of its node.
+
 Nothing here ever waits on a reader: the store is written in WAL mode (readers never block
 the writer), and `publish` must not block (the feed drops and counts when its peer is slow).
 A `feed` (`api.feedpipe.FeedSender`) is flushed on every pass of the loop, idle ones too,
@@ -88,6 +91,16 @@ def read_stats(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def last_seq(entry_id: str | None, node: str) -> int:
+    """The sequence number in `entry_id` when it is one of `node`'s ids ("<node>-<seq>"),
+    else 0: a worker restarted on its data directory keeps its entry ids unique."""
+    prefix = f"{node}-"
+    if entry_id is None or not entry_id.startswith(prefix):
+        return 0
+    tail = entry_id[len(prefix) :]
+    return int(tail) if tail.isdigit() else 0
+
+
 class CaptureWorker:
     """Capture -> spool + pipeline -> store + live feed, until `stop()`."""
 
@@ -146,6 +159,7 @@ class CaptureWorker:
             capture=source.name,
             resolver=self._resolver,
             max_delay=LIVE_MAX_DELAY_S,
+            first_seq=last_seq(store.newest_id(), self.settings.node),
         )
         clock = self._clock
         feed = self._feed

@@ -264,6 +264,11 @@ def test_sigkill_of_capture_loses_nothing_older_than_a_second(bed: Bed, tmp_path
     restarted = Node(bed.tb.bridge, data)  # opens the same store again and serves it
     try:
         assert len(restarted.entries("http")) == len(kept)
+        curl = ["curl", "-s", "-o", "/dev/null", "--max-time", "5", f"{bed.base}/after"]
+        assert bed.tb.run(bed.client, curl).returncode == 0
+        now = _wait_for(len(kept) + 1, restarted, "http")
+        assert len(now) == len(kept) + 1
+        assert len({e["id"] for e in now}) == len(now)  # numbering continued, no reuse
     finally:
         assert restarted.stop() == 0
 

@@ -68,6 +68,13 @@ def test_entries_are_visible_after_commit_only(store: SqliteStore, tmp_path: Pat
     other.close()
 
 
+def test_newest_id_is_the_last_stored(store: SqliteStore) -> None:
+    assert store.newest_id() is None
+    store.add([make(5), make(3)])
+    store.commit()
+    assert store.newest_id() == "n-3"  # insertion order, not the number
+
+
 def test_add_commits_by_itself_after_an_interval(tmp_path: Path) -> None:
     now = [100.0]
     writer = SqliteStore(tmp_path / "e.db", 64 * MIB, clock=lambda: now[0], max_buffer=10**6)

@@ -325,6 +325,11 @@ class SqliteStore:
             return (hi if ascending else lo), True
         return (lo - 1 if ascending else hi + 1), False
 
+    def newest_id(self) -> str | None:
+        """The id of the entry stored last (a restarted writer continues after it)."""
+        row = self._db.execute("SELECT id FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
+
     def get(self, entry_id: str) -> Entry | None:
         row = self._db.execute(
             "SELECT blob FROM entries WHERE id = ? ORDER BY seq DESC LIMIT 1", (entry_id,)
