@@ -207,6 +207,7 @@ class CaptureWorker:
                 "if_dropped": capture.if_dropped,
                 "bytes": capture.bytes,
                 "declined": [str(d) for d in self.declined],
+                "extra": dict(capture.extra),  # backend-specific counters
             },
             "pipeline": pipeline.summary(),
             "open_flows": pipeline.table.stats.open,
