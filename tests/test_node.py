@@ -70,7 +70,7 @@ def _lo_node(tmp_path: Path, web: str) -> Node:
 
 
 @needs_root
-def test_entries_flow_from_capture_to_the_reniced_api_and_sigint_stops_both(
+def test_entries_flow_from_capture_to_the_reniced_api_and_ctrl_c_stops_both(
     tmp_path: Path, web: str
 ) -> None:
     node = _lo_node(tmp_path, web)
@@ -87,7 +87,7 @@ def test_entries_flow_from_capture_to_the_reniced_api_and_sigint_stops_both(
             assert time.monotonic() < deadline, node.stderr
             time.sleep(0.1)
     finally:
-        code = node.stop(signal.SIGINT)
+        code = node.stop(signal.SIGINT, group=True)  # Ctrl-C: every process gets it
     assert code == 0, node.stderr
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids.values())
     assert not (tmp_path / "data" / "feed.sock").exists()
@@ -139,7 +139,7 @@ def test_an_unavailable_capture_backend_exits_2_with_its_reason(tmp_path: Path) 
 def test_usage_errors_exit_2_before_starting_anything(args: tuple[str, ...], needle: str) -> None:
     result = CliRunner().invoke(app, ["worker", *args])
     assert result.exit_code == 2
-    assert needle in result.stderr
+    assert needle in result.output
 
 
 def _worker(*args: str) -> subprocess.CompletedProcess[str]:

@@ -92,9 +92,9 @@ def test_read_serve_serves_the_files_entries_and_packets(tmp_path: Path) -> None
 
 def test_read_serve_refuses_what_it_cannot_serve(tmp_path: Path) -> None:
     missing = CliRunner().invoke(app, ["read", str(tmp_path / "none.pcap"), "--serve"])
-    assert missing.exit_code == 2 and "none.pcap" in missing.stderr
+    assert missing.exit_code == 2 and "none.pcap" in missing.output
     filtered = CliRunner().invoke(app, ["read", "x.pcap", "--serve", "--filter", "http"])
-    assert filtered.exit_code == 2 and "--serve stores every entry" in filtered.stderr
+    assert filtered.exit_code == 2 and "--serve stores every entry" in filtered.output
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="AF_PACKET needs root")
@@ -119,4 +119,4 @@ def test_capture_serve_runs_a_node_on_a_temporary_data_dir() -> None:
 
 def test_capture_serve_rejects_options_that_do_not_apply() -> None:
     done = CliRunner().invoke(app, ["capture", "-i", "lo", "--serve", "-c", "5"])
-    assert done.exit_code == 2 and "--serve runs until Ctrl-C" in done.stderr
+    assert done.exit_code == 2 and "--serve runs until Ctrl-C" in done.output

@@ -143,7 +143,8 @@ class _Supervisor:
         )
         sentinels = [p.sentinel for p in procs.values()]
         while not self.stop_requested:
-            if wait(sentinels, timeout=_POLL_S):
+            # Ctrl-C reaches the whole process group: a child stopping on it is no death
+            if wait(sentinels, timeout=_POLL_S) and not self.stop_requested:
                 return self._died(procs)
         return 0
 

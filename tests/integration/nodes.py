@@ -55,7 +55,8 @@ class Node:
         argv += ["--node", node, *extra]
         self.log = data_dir.with_name(data_dir.name + ".stderr")
         with self.log.open("wb") as err:
-            self.proc = subprocess.Popen(argv, stderr=err)
+            # a session of its own: a signal to its group reaches only the worker's processes
+            self.proc = subprocess.Popen(argv, stderr=err, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_S
         while "serving" not in self.stderr:
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -94,9 +95,14 @@ class Node:
             if before is None or not page["entries"]:
                 return out
 
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 30.0, group: bool = False) -> int:
+        """Send `signum` (to the worker's whole process group with `group`, as Ctrl-C in a
+        terminal does) and wait for the exit code."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signum)
+            if group:
+                os.killpg(self.proc.pid, signum)
+            else:
+                self.proc.send_signal(signum)
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:

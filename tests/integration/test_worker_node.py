@@ -256,7 +256,7 @@ def test_sigkill_of_capture_loses_nothing_older_than_a_second(bed: Bed, tmp_path
     stats = read_stats(data / "stats.json")
     assert stats["capture"]["dropped"] == 0, "capture dropped packets: the check means nothing"
     older = [e for e in read_entries(rec.path) if e["timestamp"] < killed_at - 1.0]
-    assert len(older) > 500, len(older)  # a flood, not a trickle
+    assert len(older) > 200, len(older)  # a flood, not a trickle
     kept = _store_entries_all(data)
     per_port: Counter[int] = Counter(e["src"]["port"] for e in kept)
     for port, n in Counter(e["src"]["port"] for e in older).items():
