@@ -145,3 +145,15 @@ def test_usage_errors_exit_2_before_starting_anything(args: tuple[str, ...], nee
 def _worker(*args: str) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "pilotfish", "worker", *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+@needs_root
+def test_children_follow_a_killed_supervisor(tmp_path: Path, web: str) -> None:
+    node = _lo_node(tmp_path, web)
+    pids = node.pids()
+    node.proc.kill()  # SIGKILL: no chance to stop its children itself
+    node.proc.wait(10)
+    deadline = time.monotonic() + 15
+    while any(Path(f"/proc/{pid}").exists() for pid in pids.values()):
+        assert time.monotonic() < deadline, "children outlived the supervisor"
+        time.sleep(0.1)

@@ -115,9 +115,10 @@ class _Supervisor:
         ctx = mp.get_context("fork")
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         parent_end, child_end = ctx.Pipe(duplex=False)
-        api = ctx.Process(target=_api_main, args=(self.settings, self.options, self.socket))
+        me = os.getpid()
+        api = ctx.Process(target=_api_main, args=(self.settings, self.options, self.socket, me))
         capture = ctx.Process(
-            target=_capture_main, args=(self.settings, self.options, self.socket, child_end)
+            target=_capture_main, args=(self.settings, self.options, self.socket, child_end, me)
         )
         procs: dict[str, BaseProcess] = {"API": api, "capture": capture}
         try:
@@ -236,11 +237,11 @@ def _child_setup(parent: int) -> None:
 
 
 def _capture_main(
-    settings: Settings, options: NodeOptions, feed_path: Path, conn: Connection
+    settings: Settings, options: NodeOptions, feed_path: Path, conn: Connection, parent: int
 ) -> None:
     from pilotfish.api.feedpipe import FeedSender
 
-    _child_setup(os.getppid())
+    _child_setup(parent)
     sender = FeedSender(feed_path)
     worker = CaptureWorker(
         settings, options.capture, WorkerPaths(options.data_dir), options.backend, feed=sender
@@ -258,12 +259,12 @@ def _capture_main(
         conn.close()
 
 
-def _api_main(settings: Settings, options: NodeOptions, feed_path: Path) -> None:
+def _api_main(settings: Settings, options: NodeOptions, feed_path: Path, parent: int) -> None:
     from pilotfish.api.backend import LocalBackend
     from pilotfish.store.spool import PcapSpool
     from pilotfish.store.sqlite import SqliteStore
 
-    _child_setup(os.getppid())
+    _child_setup(parent)
     os.nice(API_NICENESS)
     paths = WorkerPaths(options.data_dir)
     store = SqliteStore(paths.store, settings.storage_limit, reader=True)
