@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -86,9 +87,14 @@ def start(
     )
 
 
-def wait_open(proc: subprocess.Popen[str], seconds: float = 10.0) -> None:
-    """Give the capture time to open its backend (it announces it on stderr)."""
-    time.sleep(min(seconds, 1.5))
+def wait_open(proc: subprocess.Popen[str], settle: float = 0.3, seconds: float = 30.0) -> None:
+    """Wait until the capture announces its backend on stderr (without reading it: the test
+    reads it all at the end), then `settle` seconds more; start-up takes seconds on a busy
+    machine, so a fixed sleep is not enough."""
+    assert proc.stderr is not None
+    readable, _, _ = select.select([proc.stderr], [], [], seconds)
+    assert readable, f"no announcement within {seconds} s"
+    time.sleep(settle)
     assert proc.poll() is None, proc.communicate()[1]
 
 
@@ -195,7 +201,7 @@ def test_two_workers_see_every_flow_whole_exactly_once(bed: Bed) -> None:
         "--duration",
         "5",
     )
-    wait_open(proc, 3.0)
+    wait_open(proc, settle=1.5)  # the parent announces the first worker; let both open
     bed.curl_all()
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
