@@ -20,9 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from pilotfish.cli import app
+from pilotfish.cli import main
 from pilotfish.node import describe_exit, feed_socket_path
 from tests.integration.nodes import Node, free_port, niceness
 
@@ -136,10 +135,11 @@ def test_an_unavailable_capture_backend_exits_2_with_its_reason(tmp_path: Path) 
         (("-i", "lo", "--bpf", "not a filter ("), "invalid capture filter"),
     ],
 )
-def test_usage_errors_exit_2_before_starting_anything(args: tuple[str, ...], needle: str) -> None:
-    result = CliRunner().invoke(app, ["worker", *args])
-    assert result.exit_code == 2
-    assert needle in result.output
+def test_usage_errors_exit_2_before_starting_anything(
+    args: tuple[str, ...], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["worker", *args]) == 2
+    assert needle in capsys.readouterr().err
 
 
 def _worker(*args: str) -> subprocess.CompletedProcess[str]:
