@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 
 from bench import (
+    api_load,
     bench_afpacket,
     bench_decode,
     capture_http,
@@ -28,6 +29,7 @@ SUITES: dict[str, Callable[[], str]] = {
     "store": store_query.run,
     "startup": startup.run,
     "hub": hub_query.run,
+    "api": api_load.run,
 }
 
 

@@ -56,6 +56,9 @@ def test_feed_builds_entries_with_ids_streams_and_counters() -> None:
     assert e.request is not None and e.response is not None and e.response.size == 38
     summary = p.summary()
     assert summary["frames"] == 8 and summary["entries"] == {"http": 1}
+    assert summary["pairs"] == {"http": 1}
+    _, later = run(http_frames(), first_seq=41)
+    assert [x.id for x in later] == ["p-42"]
 
 
 def test_once_sniffed_the_flow_talks_to_the_chosen_dissector() -> None:

@@ -18,7 +18,7 @@ from pilotfish.store.sqlite import SqliteStore
 from pilotfish.testbed.load import run_load
 from pilotfish.testbed.netns import Testbed
 from pilotfish.testbed.services import start_nginx
-from pilotfish.worker import CaptureWorker, WorkerPaths, read_stats, write_stats
+from pilotfish.worker import CaptureWorker, WorkerPaths, last_seq, read_stats, write_stats
 
 
 def test_stats_file_is_replaced_atomically(tmp_path: Path) -> None:
@@ -30,6 +30,13 @@ def test_stats_file_is_replaced_atomically(tmp_path: Path) -> None:
     path.write_text("{broken")
     assert read_stats(path) == {}
     assert [p.name for p in tmp_path.iterdir()] == ["stats.json"]
+
+
+def test_last_seq_continues_only_the_nodes_own_ids() -> None:
+    assert last_seq(None, "n1") == 0
+    assert last_seq("n1-41", "n1") == 41
+    assert last_seq("n10-41", "n1") == 0  # another node's id
+    assert last_seq("n1-x", "n1") == 0
 
 
 @pytest.mark.integration

@@ -1,6 +1,9 @@
 """The `pilotfish` command (argparse; every command imports what it needs when it runs).
 
-    pilotfish read FILE [--filter QUERY] [--bpf EXPR] [--format table|jsonl|json]
+    pilotfish read FILE [--filter QUERY] [--bpf EXPR] [--format table|jsonl|json] [--serve]
+    pilotfish capture -i IFACE [--capture BACKEND] [--bpf EXPR] [-c N] [-w FILE] [--serve]
+    pilotfish worker -i IFACE[,IFACE...] [--capture BACKEND] [--bpf EXPR] [--host H]
+                     [--port P] [--data-dir DIR] [--node NAME] [--config FILE]
     pilotfish hub --worker URL [--worker URL ...] [--host 127.0.0.1] [--port 8898]
 
 Exit codes: 0 success, 1 runtime failure, 2 unusable input or wrong usage (bad flag value,
@@ -27,6 +30,7 @@ from pilotfish import __version__
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from pilotfish.capture.base import CaptureOptions
     from pilotfish.config import Settings
     from pilotfish.output import Format
 
@@ -221,6 +225,40 @@ def _query_matcher(text: str, bpf: str) -> tuple[object | None, str]:
         raise CliError(f"invalid filter: {exc}") from exc
 
 
+def _interfaces(text: str) -> list[str]:
+    interfaces = [i.strip() for i in text.split(",") if i.strip()]
+    if not interfaces:
+        raise CliError("-i needs at least one interface")
+    return interfaces
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise CliError(f"--capture must be best, pfring, afxdp or afpacket (got {backend!r})")
+
+
+def _check_bpf(bpf: str, cooked: bool) -> None:
+    if bpf:
+        from pilotfish.capture.base import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2
+        from pilotfish.capture.bpf import BpfError, compile_filter
+
+        try:
+            compile_filter(bpf, LINKTYPE_LINUX_SLL2 if cooked else LINKTYPE_ETHERNET)
+        except BpfError as exc:
+            raise CliError(f"invalid capture filter {bpf!r}: {exc}") from exc
+
+
+def _add_serve(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("serve")
+    group.add_argument(
+        "--serve", action="store_true",
+        help="serve the entries (API + dashboard) on 127.0.0.1 until Ctrl-C",
+    )  # fmt: skip
+    group.add_argument(
+        "--port", type=_int_range(1, 65535), default=8899, metavar="PORT", help="port for --serve"
+    )
+
+
 def _print_summary(summary: dict[str, object]) -> None:
     from pilotfish.output import summary_lines
 
@@ -241,12 +279,15 @@ def _add_read(commands: Commands) -> None:
     _add_filters(parser, "capture filter in tcpdump syntax, e.g. 'tcp port 80'")
     _add_output(parser)
     _add_settings(parser)
+    _add_serve(parser)
 
 
 def _run_read(args: argparse.Namespace) -> int:
     from pilotfish.offline import read_file
     from pilotfish.output import renderer
 
+    if args.serve:
+        return _serve_read(args)
     output_format = _format(args.format)
     settings = _settings(args)
     query, bpf = _query_matcher(args.filter, args.bpf)
@@ -264,6 +305,17 @@ def _run_read(args: argparse.Namespace) -> int:
     if result.error:
         raise CliError(result.error)
     return 0
+
+
+def _serve_read(args: argparse.Namespace) -> int:
+    from pilotfish.serve import serve_file
+
+    if args.filter:
+        raise CliError("--serve stores every entry; filter in the dashboard or the API (?q=)")
+    _check_bpf(args.bpf, False)
+    settings = _settings(args)
+    _start_job()
+    return serve_file(args.file, settings, "127.0.0.1", args.port, args.bpf)
 
 
 # --- capture ------------------------------------------------------------------------------
@@ -305,30 +357,24 @@ def _add_capture(commands: Commands) -> None:
     )
     _add_output(parser)
     _add_settings(parser)
+    _add_serve(parser)
 
 
 def _run_capture(args: argparse.Namespace) -> int:
-    from pilotfish.capture.base import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2, CaptureOptions
-    from pilotfish.capture.bpf import BpfError, compile_filter
+    from pilotfish.capture.base import CaptureOptions
     from pilotfish.clicapture import list_backends_table, run_capture_command
     from pilotfish.live import LiveOptions
 
-    interfaces = [i.strip() for i in args.interface.split(",") if i.strip()]
-    if not interfaces:
-        raise CliError("-i needs at least one interface")
-    if args.backend not in BACKENDS:
-        raise CliError(f"--capture must be best, pfring, afxdp or afpacket (got {args.backend!r})")
+    interfaces = _interfaces(args.interface)
+    _check_backend(args.backend)
     options = CaptureOptions(interfaces=interfaces, bpf=args.bpf, promiscuous=args.promiscuous)
     options = options.with_buffer(args.buffer)
     if args.list_backends:
         list_backends_table(options)
         return 0
-    if args.bpf:
-        linktype = LINKTYPE_LINUX_SLL2 if "any" in interfaces else LINKTYPE_ETHERNET
-        try:
-            compile_filter(args.bpf, linktype)
-        except BpfError as exc:
-            raise CliError(f"invalid capture filter {args.bpf!r}: {exc}") from exc
+    _check_bpf(args.bpf, "any" in interfaces)
+    if args.serve:
+        return _serve_capture(args, options)
     output_format = _format(args.format)
     settings = _settings(args)
     query, _ = _query_matcher(args.filter, "")
@@ -341,6 +387,75 @@ def _run_capture(args: argparse.Namespace) -> int:
     )
     _start_job()
     return run_capture_command(options, live, settings, output_format, query, args.quiet)
+
+
+def _serve_capture(args: argparse.Namespace, options: CaptureOptions) -> int:
+    from pilotfish.serve import serve_capture
+
+    fixed = (args.write, args.count, args.duration)
+    if any(v is not None for v in fixed) or args.workers > 1:
+        raise CliError("--serve runs until Ctrl-C; -w, -c, --duration and --workers do not apply")
+    if args.filter:
+        raise CliError("--serve stores every entry; filter in the dashboard or the API (?q=)")
+    settings = _settings(args)
+    _start_job()
+    return serve_capture(settings, options, args.backend, "127.0.0.1", args.port)
+
+
+# --- worker -------------------------------------------------------------------------------
+
+
+def _add_worker(commands: Commands) -> None:
+    parser = _command(
+        commands,
+        "worker",
+        "Run one node: capture into a bounded store, and the API (lower priority) beside it.",
+        _run_worker,
+    )
+    group = parser.add_argument_group("capture")
+    group.add_argument(
+        "-i", "--interface", required=True, metavar="IFACES",
+        help="interface(s), comma-separated, or 'any'",
+    )  # fmt: skip
+    _add_backend(group)
+    group.add_argument("--bpf", default="", metavar="EXPR", help="kernel capture filter")
+    api = parser.add_argument_group("api and data")
+    api.add_argument("--host", default="127.0.0.1", metavar="HOST", help="address to listen on")
+    api.add_argument(
+        "--port", type=_int_range(1, 65535), default=8899, metavar="PORT", help="API port"
+    )
+    api.add_argument(
+        "--data-dir", type=_path, default="pilotfish-data", metavar="DIR",
+        help="store, spool and stats of this node",
+    )  # fmt: skip
+    api.add_argument("--node", metavar="NAME", help="node name used in entry ids")
+    api.add_argument("--config", type=_path, metavar="FILE", help="YAML settings file")
+    parser.set_defaults(body_limit=None)
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pilotfish.capture.base import CaptureOptions
+    from pilotfish.node import NodeOptions, run_node
+    from pilotfish.serve import dashboard_dir
+
+    interfaces = _interfaces(args.interface)
+    _check_backend(args.backend)
+    _check_bpf(args.bpf, "any" in interfaces)
+    settings = _settings(args)
+    options = NodeOptions(
+        # promiscuous: on a bridge (or a node's NIC) the traffic between pods is not
+        # addressed to this host; the kernel filter (--bpf) still cuts what is not wanted
+        capture=CaptureOptions(interfaces=interfaces, bpf=args.bpf, promiscuous=True),
+        data_dir=Path(args.data_dir),
+        backend=args.backend,
+        host=args.host,
+        port=args.port,
+        static_dir=dashboard_dir(),
+    )
+    _start_job()
+    return run_node(settings, options)
 
 
 # --- demo ---------------------------------------------------------------------------------
@@ -437,6 +552,7 @@ def _run_version(args: argparse.Namespace) -> int:
 COMMANDS: tuple[Callable[[Commands], None], ...] = (
     _add_read,
     _add_capture,
+    _add_worker,
     _add_demo,
     _add_hub,
     _add_version,

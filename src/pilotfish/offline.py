@@ -75,8 +75,10 @@ def read_file(
     bpf: str = "",
     match: Callable[[Entry], bool] | None = None,
     resolver: Resolver | None = None,
+    tap: Callable[[list[Frame]], None] | None = None,
 ) -> ReadResult:
-    """Run `path` through the pipeline, calling `emit` for each entry `match` accepts."""
+    """Run `path` through the pipeline, calling `emit` for each entry `match` accepts
+    (and `tap` with every batch of frames the capture filter kept, before the pipeline)."""
     result = ReadResult()
 
     def deliver(entry: Entry) -> None:
@@ -94,6 +96,8 @@ def read_file(
         for batch in source.batches():
             if frame_filter is not None:
                 batch = frame_filter.apply(batch)
+            if tap is not None:
+                tap(batch)
             pipeline.feed(batch)
     except (SourceError, OSError) as exc:
         result.error = _describe(path, exc)

@@ -75,6 +75,7 @@ class Pipeline:
         capture: str = "pcap",
         resolver: Resolver | None = None,
         max_delay: float | None = None,
+        first_seq: int = 0,
     ) -> None:
         self.settings = settings
         self.capture = capture
@@ -87,9 +88,10 @@ class Pipeline:
         self.frames = 0
         self.bytes = 0
         self.entries: Counter[str] = Counter()
+        self.pairs: Counter[str] = Counter()  # entries with both a request and a response
         self.dissect_errors: Counter[str] = Counter()
         self.dissector_crashes: Counter[str] = Counter()
-        self._seq = 0
+        self._seq = first_seq  # ids continue after it ("<node>-<first_seq + 1>", ...)
         self._id_prefix = f"{self.node}-"
         self._now = float("-inf")
         self._until_tick = _TICK_FRAMES
@@ -249,6 +251,7 @@ class Pipeline:
         else:
             start = req_ts
             if resp_ts is not None:
+                self.pairs[ex.protocol] += 1
                 elapsed = round((resp_ts - req_ts) * 1_000_000)
                 if elapsed < 0:
                     elapsed = 0
@@ -287,6 +290,7 @@ class Pipeline:
             "decode": self.decoder.stats.as_dict(),
             "flows": self.table.stats.as_dict(),
             "entries": dict(self.entries),
+            "pairs": dict(self.pairs),
             "dissect_errors": dict(self.dissect_errors),
             "dissector_crashes": dict(self.dissector_crashes),
             "reorder": {"late": self.reorder.late, "forced": self.reorder.forced},

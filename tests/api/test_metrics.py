@@ -43,12 +43,30 @@ def test_mapping_of_pipeline_counters() -> None:
     families = parse(
         {
             "capture": {"received": 10, "dropped": 2},
-            "pipeline": {"bytes": 500, "entries": {"http": 3, "dns": 4}},
+            "pipeline": {
+                "bytes": 500,
+                "entries": {"http": 3, "dns": 4},
+                "pairs": {"http": 2, "dns": 4},
+                "dissect_errors": {"http": 1},
+                "dissector_crashes": {"http": 2, "dns": 1},
+                "flows": {"delivered_bytes": 321},
+            },
+            "open_flows": 8,
+            "store": {"rejected": 9, "bytes": 4096},
             "websocket": {"clients": 2, "dropped": 5, "overflow": 1},
-            "store": {"rejected": 9},
         }
     )
-    assert families["pilotfish_matched_pairs"].samples[0].value == 7
+    pairs = {s.labels["protocol"]: s.value for s in families["pilotfish_matched_pairs"].samples}
+    assert pairs == {"http": 2, "dns": 4}
+    entries = {s.labels["protocol"]: s.value for s in families["pilotfish_entries"].samples}
+    assert entries == {"http": 3, "dns": 4}
+    assert families["pilotfish_reassembled_bytes"].samples[0].value == 321
+    assert families["pilotfish_live_streams"].samples[0].value == 8
+    gave_up = {s.labels["protocol"]: s.value for s in families["pilotfish_dropped_streams"].samples}
+    assert gave_up == {"http": 3, "dns": 1}
+    dropped = {s.labels["stage"]: s.value for s in families["pilotfish_packets_dropped"].samples}
+    assert dropped == {"kernel": 2, "ring": 0, "interface": 0}
+    assert families["pilotfish_store_bytes"].samples[0].value == 4096
     assert families["pilotfish_bytes_processed"].samples[0].value == 500
     assert families["pilotfish_websocket_clients"].samples[0].value == 2
     assert families["pilotfish_websocket_dropped_messages"].samples[0].value == 6

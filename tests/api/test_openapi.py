@@ -4,7 +4,6 @@ that package is installed)."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from typing import Any
 
@@ -118,15 +117,9 @@ def test_any_parameter_value_gets_a_documented_answer(
         assert problems(r.json(), schema, doc) == []
 
 
-_HAVE_SCHEMATHESIS = importlib.util.find_spec("schemathesis") is not None
-
-
-@pytest.mark.skipif(
-    not _HAVE_SCHEMATHESIS,
-    reason="schemathesis is not installed in the venv (requested as a dev dependency)",
-)
 def test_schemathesis_finds_no_failure(backend: LocalBackend) -> None:
-    import schemathesis  # type: ignore[import-not-found, unused-ignore]
+    import schemathesis
+    from schemathesis.checks import positive_data_acceptance
 
     app = create_app(backend, static_dir=None)
     with TestClient(app):  # runs the lifespan
@@ -138,7 +131,9 @@ def test_schemathesis_finds_no_failure(backend: LocalBackend) -> None:
             @settings(max_examples=25, deadline=None)
             @given(case=operation.as_strategy())
             def check(case: Any) -> None:
-                case.call_and_validate()
+                # A schema-valid `q` is any string, and most strings are not queries: those
+                # are answered 400 by design, so acceptance of "positive" data is not checked.
+                case.call_and_validate(excluded_checks=[positive_data_acceptance])
 
             try:
                 check()

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from functools import partial
 
+import msgspec
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -18,7 +19,7 @@ from websockets.sync.client import connect
 from pilotfish.api.app import create_app
 from pilotfish.api.backend import LocalBackend
 from pilotfish.api.live import LiveFeed, Subscription
-from pilotfish.api.stream import query_error
+from pilotfish.api.stream import EncodedEntries, query_error
 from tests.api.served import served
 from tests.store.entries import make
 
@@ -44,6 +45,18 @@ def only_subscription(feed: LiveFeed) -> Subscription:
     wait_for(lambda: feed.clients == 1, "the subscription")
     (sub,) = feed.subscriptions()
     return sub
+
+
+def test_each_entry_is_encoded_once_for_every_client() -> None:
+    texts = EncodedEntries(size=2)
+    a, twin = make(1), make(1)  # equal content and id, yet two entries
+    first = texts.text(a)
+    assert json.loads(first) == {"type": "entry", "entry": msgspec.to_builtins(a)}
+    assert texts.text(a) is first and texts.encoded == 1
+    assert texts.text(twin) == first and texts.encoded == 2  # never served from a's text
+    texts.text(make(2))
+    texts.text(make(3))  # the bound: a's text is gone, so a is encoded again
+    assert texts.text(a) == first and texts.encoded == 5
 
 
 def test_query_errors_are_checked_before_subscribing() -> None:

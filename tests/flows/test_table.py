@@ -152,6 +152,7 @@ def test_both_directions_interleaved_and_reordered() -> None:
     assert sink.stream(1, CLIENT) == b"ABCDEF"
     assert sink.stream(1, SERVER) == b"123456"
     assert t.stats.out_of_order == 2 and t.stats.gaps == 0
+    assert t.stats.delivered_bytes == 12  # buffered segments count once they are delivered
 
 
 # --- gaps ----------------------------------------------------------------------------------------
@@ -339,6 +340,7 @@ def test_byte_cap_cuts_one_direction_only() -> None:
     assert flow.bytes == [8, 5]
     assert sink.stream(1, CLIENT) == b"01234567"
     assert t.stats.cut_streams == 1 and t.stats.cut_bytes == 6
+    assert t.stats.delivered_bytes == 13  # up to the cap, nothing past it
     t.packet(1.3, tcp(True, 115, 5006, FIN_ACK))
     t.packet(1.4, tcp(False, 5006, 116, FIN_ACK))
     assert sink.closed == {1: "fin"}
@@ -360,6 +362,7 @@ def test_udp_conversation_both_directions() -> None:
     ]
     assert flow.bytes == [5, 12] and flow.packets == 3
     assert t.stats.udp_empty == 1 and t.stats.udp_packets == 3
+    assert t.stats.delivered_bytes == 17
 
 
 def test_other_protocols_are_counted_and_ignored() -> None:

@@ -226,3 +226,30 @@ def test_it_is_a_packet_spool(tmp_path: Path) -> None:
     spool.write([tcp_frame(T0, 1111)])
     assert spool.size_bytes() > 24
     spool.close()
+
+
+def test_readonly_spool_sees_the_writers_segments_and_writes_nothing(tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    reader = PcapSpool(directory, 64 * 1024 * 1024, margin=0.0, readonly=True)
+    assert not directory.exists() and reader.size_bytes() == 0  # the writer creates it
+    writer = PcapSpool(directory, 64 * 1024 * 1024, segment_bytes=4096, margin=0.0)
+    closed = [tcp_frame(T0 + i / 100, 2000 + i % 3, body=b"y" * 200) for i in range(40)]
+    writer.write(closed)
+    current = [tcp_frame(T0 + 1, 1111), tcp_frame(T0 + 1.5, 1111, reply=True)]
+    writer.write(current)
+    writer.flush()  # the open segment has no index yet: the reader indexes it itself
+    before = sorted(p.name for p in directory.iterdir())
+    out = io.BytesIO()
+    assert reader.export([ref(1111, T0 + 1, T0 + 2)], out) == 2
+    assert [f[0] for f in read_back(out.getvalue())] == [T0 + 1, T0 + 1.5]
+    out = io.BytesIO()
+    assert reader.export([ref(2001, T0, T0 + 1)], out) == len(closed[1::3])
+    assert sorted(p.name for p in directory.iterdir()) == before
+    assert reader.size_bytes() == sum(p.stat().st_size for p in directory.iterdir())
+    with pytest.raises(PermissionError):
+        reader.write(current)
+    for path in directory.glob("*.pcap"):  # the writer's eviction, seen by the reader
+        path.unlink()
+    assert reader.export([ref(1111, T0, T0 + 2)], io.BytesIO()) == 0
+    writer.close()
+    reader.close()

@@ -62,7 +62,17 @@ def test_entries_are_visible_after_commit_only(store: SqliteStore, tmp_path: Pat
     assert ids(other.query(None).entries) == ["n-1"]
     with pytest.raises(PermissionError):
         other.add([make(2)])
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        other._db.execute("DELETE FROM entries")  # the connection itself refuses writes
+    assert ids(other.query(None).entries) == ["n-1"]
     other.close()
+
+
+def test_newest_id_is_the_last_stored(store: SqliteStore) -> None:
+    assert store.newest_id() is None
+    store.add([make(5), make(3)])
+    store.commit()
+    assert store.newest_id() == "n-3"  # insertion order, not the number
 
 
 def test_add_commits_by_itself_after_an_interval(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from pilotfish.api.har import HTTP_PROTOCOLS, har
 from pilotfish.api.metrics import CONTENT_TYPE, Exposition
 from pilotfish.api.openapi import document
 from pilotfish.api.params import ApiError
-from pilotfish.api.stream import serve_stream
+from pilotfish.api.stream import EncodedEntries, serve_stream
 from pilotfish.query import catalog
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ class _Handlers:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.exposition = Exposition()
+        self.texts = EncodedEntries()
 
     async def entries(self, request: Request) -> Response:
         p = _get(request, "q", "limit", "before", "after")
@@ -162,7 +163,7 @@ class _Handlers:
         )
 
     async def stream(self, ws: WebSocket) -> None:
-        await serve_stream(ws, self.backend)
+        await serve_stream(ws, self.backend, self.texts)
 
 
 async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -11,11 +11,11 @@ pilotfish_packets_dropped_total{stage}       kernel: capture.dropped (socket/rin
                                              (user-space ring hand-over); interface:
                                              capture.if_dropped
 pilotfish_bytes_processed_total              pipeline.bytes
-pilotfish_reassembled_bytes_total            pipeline.flows.delivered_bytes (0 until the flow
-                                             table counts it)
+pilotfish_reassembled_bytes_total            pipeline.flows.delivered_bytes (payload handed to
+                                             dissectors in stream order)
 pilotfish_entries_total{protocol}            pipeline.entries
-pilotfish_matched_pairs_total                sum of pipeline.entries (every entry is a pair or a
-                                             lone request/response; no finer counter yet)
+pilotfish_matched_pairs_total{protocol}      pipeline.pairs (entries with both a request and a
+                                             response; the rest are lone halves)
 pilotfish_dropped_streams_total{protocol}    pipeline.dissect_errors + pipeline.dissector_crashes
 pilotfish_live_streams                       open_flows (gauge)
 pilotfish_store_bytes                        store.bytes (gauge)
@@ -125,12 +125,17 @@ def families(s: dict[str, Any]) -> Iterator[Metric]:
     yield _counter("pilotfish_bytes_processed", "Captured bytes", number(s, "pipeline", "bytes"))
     yield _counter(
         "pilotfish_reassembled_bytes",
-        "TCP payload bytes delivered in order to dissectors",
+        "Payload bytes delivered to dissectors in stream order",
         number(s, "pipeline", "flows", "delivered_bytes"),
     )
     entries = _by_label(s, "pipeline", "entries")
     yield _labelled("pilotfish_entries", "Entries produced", "protocol", entries)
-    yield _counter("pilotfish_matched_pairs", "Request/response pairs", sum(entries.values()))
+    yield _labelled(
+        "pilotfish_matched_pairs",
+        "Entries pairing a request with its response",
+        "protocol",
+        _by_label(s, "pipeline", "pairs"),
+    )
     failed = _by_label(s, "pipeline", "dissect_errors")
     for proto, n in _by_label(s, "pipeline", "dissector_crashes").items():
         failed[proto] = failed.get(proto, 0.0) + n

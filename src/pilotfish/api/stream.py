@@ -10,6 +10,9 @@ falls behind, entries are dropped and counted, and the client is told with
 about the source (a hub's worker going away or coming back) arrive as
 `{"type": "notice", ...}`.  Anything
 the client sends is read and discarded (so a closing client is noticed at once).
+
+An entry's message text is encoded once for all the connections that send it
+(`EncodedEntries`, shared by the app's connections, bounded to its last `size` entries).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from pilotfish.api.backend import Backend
 from pilotfish.api.live import Subscription, TooManyClients
 from pilotfish.api.params import MAX_VALUE
+from pilotfish.model import Entry
 from pilotfish.query import QueryError, compile_query
 
 log = logging.getLogger(__name__)
@@ -47,7 +51,33 @@ def query_error(text: str) -> dict[str, object] | None:
     return None
 
 
-async def serve_stream(ws: WebSocket, backend: Backend) -> None:
+class EncodedEntries:
+    """The `{"type": "entry", ...}` text of recent entries, encoded once for every client.
+
+    Keyed by the entry object itself (the feed hands the same object to every subscriber),
+    so two entries that share an id never share a text.  Holds at most `size` entries.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._texts: dict[int, tuple[Entry, str]] = {}
+        self.encoded = 0
+
+    def text(self, entry: Entry) -> str:
+        cached = self._texts.get(id(entry))
+        if cached is not None and cached[0] is entry:
+            return cached[1]
+        text = _ENCODER.encode({"type": "entry", "entry": entry}).decode()
+        self.encoded += 1
+        if len(self._texts) >= self.size:
+            del self._texts[next(iter(self._texts))]
+        self._texts[id(entry)] = (entry, text)
+        return text
+
+
+async def serve_stream(
+    ws: WebSocket, backend: Backend, texts: EncodedEntries | None = None
+) -> None:
     """Run one live-stream connection until either side leaves."""
     await ws.accept()
     text = ws.query_params.get("q", "")
@@ -62,7 +92,7 @@ async def serve_stream(ws: WebSocket, backend: Backend) -> None:
         await ws.send_text(_ENCODER.encode({"type": "error", "error": str(exc)}).decode())
         await ws.close(code=TRY_AGAIN_LATER)
         return
-    sender = asyncio.ensure_future(_send(ws, sub, text))
+    sender = asyncio.ensure_future(_send(ws, sub, text, texts or EncodedEntries(1)))
     reader = asyncio.ensure_future(_discard_incoming(ws))
     try:
         await asyncio.wait((sender, reader), return_when=asyncio.FIRST_COMPLETED)
@@ -85,7 +115,7 @@ async def _discard_incoming(ws: WebSocket) -> None:
                 return
 
 
-async def _send(ws: WebSocket, sub: Subscription, text: str) -> None:
+async def _send(ws: WebSocket, sub: Subscription, text: str, texts: EncodedEntries) -> None:
     loop = asyncio.get_running_loop()
     encode = _ENCODER.encode
     await ws.send_text(encode({"type": "hello", "query": text}).decode())
@@ -102,4 +132,4 @@ async def _send(ws: WebSocket, sub: Subscription, text: str) -> None:
                 await ws.send_text(encode({"type": "dropped", "count": count}).decode())
                 last_report = now
         if entry is not None:
-            await ws.send_text(encode({"type": "entry", "entry": entry}).decode())
+            await ws.send_text(texts.text(entry))

@@ -30,6 +30,7 @@ class FlowStats:
     closed_end: int = 0  # end of input
     closed_reused: int = 0  # a new SYN replaced a live flow that never finished
     open: int = 0
+    delivered_bytes: int = 0  # payload handed to dissectors in stream order (TCP and UDP)
     retransmitted_bytes: int = 0  # payload at or behind the delivered point (already delivered)
     overlap_bytes: int = 0  # out-of-order payload already covered by an earlier buffered segment
     out_of_order: int = 0  # segments buffered because a hole precedes them

@@ -282,6 +282,7 @@ class FlowTable:
             return
         direction = CLIENT if low == flow.client_low else SERVER
         flow.bytes[direction] += len(payload)
+        self.stats.delivered_bytes += len(payload)
         self._sink.on_data(flow, direction, payload, ts)
 
     # --- lifecycle -------------------------------------------------------------------------

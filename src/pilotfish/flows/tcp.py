@@ -123,6 +123,7 @@ class TcpStream:
                 # The common case: in order, nothing buffered, below the byte cap.
                 self._counts[self._index] += n
                 self.offset += n
+                self._stats.delivered_bytes += n
                 self._on_data(payload, ts)
                 return
         self._segment(seq, flags, payload, ts)
@@ -223,11 +224,13 @@ class TcpStream:
             if room > 0:
                 counts[index] += room
                 self.offset += room
+                self._stats.delivered_bytes += room
                 self._on_data(data[:room], ts)
             self._cut_here(n - max(room, 0))
             return
         counts[index] += n
         self.offset += n
+        self._stats.delivered_bytes += n
         self._on_data(data, ts)
 
     def _cut_here(self, dropped: int) -> None:

@@ -12,6 +12,12 @@ without an index (the process died) has it rebuilt from the file.
 Frames whose timestamp a pcap record cannot hold (negative, NaN, past 2106) are skipped and
 counted (`rejected`).
 
+Read-only mode (`readonly=True`, the API process while a capture process writes): nothing
+is written, created or deleted.  Every `export` and `size_bytes` lists the directory again:
+closed segments (those with an index) are indexed once and cached; a segment without an
+index is the one the writer is filling (it `flush()`es it at least once a second) and is
+indexed in memory on each export; segments the writer deleted meanwhile are skipped.
+
 Bounds: the segments and indexes together stay under `limit` bytes; the oldest segment is
 deleted first (`counters()["dropped_segments"]`).  Frames longer than the snaplen (256 KiB)
 are cut to it.  The index holds one key per flow per segment.
@@ -105,11 +111,14 @@ class PcapSpool:
         segment_bytes: int = SEGMENT_BYTES,
         margin: float = 1.0,
         decode_limits: DecodeLimits | None = None,
+        readonly: bool = False,
     ) -> None:
         if limit < 4 * 4096:
             raise ValueError("spool limit must be at least 16 KiB")
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
+        if not readonly:
+            self.directory.mkdir(parents=True, exist_ok=True)
         self.limit = limit
         self.segment_bytes = max(4096, min(segment_bytes, limit // 4))
         self.margin = margin
@@ -121,12 +130,16 @@ class PcapSpool:
         self._counters = dict.fromkeys(
             ("frames", "rejected", "dropped_segments", "exported", "export_skipped"), 0
         )
-        self._recover()
+        self._cached: dict[int, SegmentIndex] = {}  # read-only mode: closed segments seen
+        if not readonly:
+            self._recover()
 
     # --- writing ------------------------------------------------------------------------
 
     def write(self, frames: Iterable[Frame]) -> None:
         """Append frames (timestamp, linktype, data, wire length) to the spool."""
+        if self.readonly:
+            raise PermissionError("this spool was opened read-only")
         decode = self._decoder.decode
         for ts, linktype, data, wirelen in frames:
             segment = self._current
@@ -150,6 +163,11 @@ class PcapSpool:
                 self._close_current()
             self._counters["frames"] += 1
         self._enforce_limit()
+
+    def flush(self) -> None:
+        """Push the current segment's frames to the file, where readers see them."""
+        if self._writer is not None:
+            self._writer.flush()
 
     def _roll(self, linktype: int) -> _Segment:
         self._close_current()
@@ -194,8 +212,7 @@ class PcapSpool:
             spans.setdefault(key_of(ref), []).append(
                 (ref.first_ts - self.margin, ref.last_ts + self.margin)
             )
-        if self._writer is not None:
-            self._writer.flush()
+        self.flush()
         per_segment = [self._matches(s, spans) for s in self._segments() if _wanted(s, spans)]
         writer: PcapWriter | None = None
         count = 0
@@ -214,8 +231,29 @@ class PcapSpool:
         return count
 
     def _segments(self) -> list[_Segment]:
+        if self.readonly:
+            return self._listed()
         current = [] if self._current is None else [self._current]
         return [*self._closed, *current]
+
+    def _listed(self) -> list[_Segment]:
+        """Read-only mode: the segments on disk now (module docstring)."""
+        found: list[_Segment] = []
+        for number, path in _numbered(self.directory):
+            index = self._cached.get(number)
+            if index is None:
+                try:
+                    index = _INDEX_DECODER.decode(path.with_suffix(".idx").read_bytes())
+                    self._cached[number] = index
+                except FileNotFoundError:
+                    index = _rebuild(path, self._limits)  # being written: not cached
+                except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+                    continue  # deleted or being replaced meanwhile
+            found.append(_Segment(number, path, index, 0))
+        live = {segment.number for segment in found}
+        for number in [n for n in self._cached if n not in live]:
+            del self._cached[number]
+        return found
 
     def _matches(
         self, segment: _Segment, spans: dict[FlowKey, list[tuple[float, float]]]
@@ -236,9 +274,7 @@ class PcapSpool:
     # --- housekeeping -------------------------------------------------------------------
 
     def _recover(self) -> None:
-        for path in sorted(self.directory.glob("*.pcap")):
-            if not path.stem.isdigit():
-                continue
+        for _, path in _numbered(self.directory):
             idx = path.with_suffix(".idx")
             try:
                 index = _INDEX_DECODER.decode(idx.read_bytes())
@@ -251,6 +287,11 @@ class PcapSpool:
 
     def size_bytes(self) -> int:
         """Bytes of all segments and indexes (the current segment as written so far)."""
+        if self.readonly:
+            return sum(
+                _file_size(path) + _file_size(path.with_suffix(".idx"))
+                for _, path in _numbered(self.directory)
+            )
         total = sum(s.size for s in self._closed)
         return total + (0 if self._current is None else self._current.size)
 
@@ -260,7 +301,17 @@ class PcapSpool:
         return dict(self._counters)
 
     def close(self) -> None:
-        self._close_current()
+        if not self.readonly:
+            self._close_current()
+
+
+def _numbered(directory: Path) -> list[tuple[int, Path]]:
+    """The segment files of `directory` (NNNNNNNN.pcap), oldest first; none if it is absent."""
+    try:
+        paths = [p for p in directory.glob("*.pcap") if p.stem.isdigit()]
+    except OSError:
+        return []
+    return sorted((int(p.stem), p) for p in paths)
 
 
 def _wanted(segment: _Segment, spans: dict[FlowKey, list[tuple[float, float]]]) -> bool:
@@ -280,6 +331,8 @@ def _frames(path: Path) -> list[Frame]:
             frames.extend(batch)
     except PcapFormatError:
         pass  # a segment cut short by a crash: keep the complete frames before the damage
+    except OSError:
+        pass  # deleted by the writer while a reader looked (read-only mode)
     finally:
         source.close()
     return frames

@@ -4,17 +4,20 @@
 `add()`s entries and `commit()`s (at least once a second; `add` also commits by itself when
 its buffer holds more than `max_buffer` entries, more than 1/32 of the limit in bytes, or
 entries older than `commit_interval` seconds by the injected clock).  Other processes open
-the same file with `reader=True` (creating the empty store if they come first) and query
-while it is written (WAL: readers never block
-the writer nor see a half-written batch).  Crash safety: WAL with synchronous=NORMAL, so a
+the same file with `reader=True` (creating the empty store if they come first; the
+connection is then switched to `query_only`, so SQLite refuses any write) and query while
+it is written (WAL: readers never block the writer nor see a half-written batch).  Crash safety: WAL with synchronous=NORMAL, so a
 killed process loses at most what it had not committed.
 
 Bounds (see docs/store.md):
 - Size: `size_bytes()` (database + WAL + shared-memory file) stays under `storage_limit`.
-  The WAL is checkpointed (and truncated) once it passes 1/8 of the limit; when the used
-  pages of the database pass the rest of the budget (less room for one batch), the oldest
-  entries are deleted in one batch down to 85 % of it, inside the committing transaction.
-  Freed pages go to SQLite's freelist and are reused, so the file stops growing.
+  The WAL is checkpointed (and truncated) once it passes 1/8 of the limit, and after every
+  commit that evicted; a quarter of the limit (at most 64 MiB) is kept for the WAL of one
+  committing transaction (measured: a few dozen rows plus an eviction step touch ~100
+  pages, as deletes reach every index).  When the used pages of the database pass the rest
+  of the budget, the oldest entries are deleted in one batch down to 95 % of it, inside the
+  committing transaction.  Freed pages go to SQLite's freelist and are reused, so the file
+  stops growing.
   `counters()["evicted"]` counts deleted entries.
 - Queries: `limit` is clamped to `max_limit` (10,000).  Filters that translate exactly to
   SQL run entirely in SQLite.  Otherwise the translatable part selects candidate rows, which
@@ -53,6 +56,9 @@ SCAN_CHUNK: Final = 2_000
 CACHE_KIB: Final = 32 * 1024  # page cache of the writing connection
 _PAGE_SIZE: Final = 4096
 _MIN_LIMIT: Final = 1 << 20
+# Evict down to this share of the budget: a small step keeps the deleting transaction's WAL
+# footprint small (deletes touch pages of every index, not only the table's oldest pages).
+_EVICT_TO: Final = 0.95
 _EVERYTHING: Final = SqlWhere("1", [], True)
 # what binding a row can raise: text that is not UTF-8 (lone surrogates), ints past 64 bits
 _UNENCODABLE: Final = (UnicodeEncodeError, OverflowError, msgspec.EncodeError)
@@ -88,7 +94,10 @@ class SqliteStore:
         self._max_aggregate = max_aggregate
         self._wal_budget = max(min(storage_limit // 8, 16 * 1024 * 1024), 64 * 1024)
         self._batch_bytes = max(storage_limit // 32, 16 * 1024)
-        self._db_budget = storage_limit - self._wal_budget - 4 * self._batch_bytes
+        # one committing transaction (a batch plus an eviction step) can add this much WAL
+        # on top of the checkpoint threshold: deletes touch pages of every index
+        self._txn_reserve = max(min(storage_limit // 4, 64 * 1024 * 1024), 4 * self._batch_bytes)
+        self._db_budget = storage_limit - self._wal_budget - self._txn_reserve
         self._pending: list[tuple[Any, ...]] = []
         self._pending_bytes = 0
         self._pending_since = 0.0
@@ -103,6 +112,8 @@ class SqliteStore:
         self._db.execute(SQLITE_SETUP)
         if not reader or not self._has_table():
             self._setup_writer()  # a reader that comes first creates the same empty store
+        if reader:
+            self._db.execute("PRAGMA query_only = ON")  # SQLite itself refuses any write
 
     def _has_table(self) -> bool:
         row = self._db.execute(
@@ -155,6 +166,7 @@ class SqliteStore:
             return
         rows, self._pending, self._pending_bytes = self._pending, [], 0
         db = self._db
+        evictions = self._counters["evictions"]
         db.execute("BEGIN IMMEDIATE")
         try:
             rejected = self._insert(rows)
@@ -164,7 +176,7 @@ class SqliteStore:
             db.execute("ROLLBACK")
             raise
         self._counters["committed"] += len(rows) - rejected
-        self._limit_wal()
+        self._limit_wal(force=self._counters["evictions"] != evictions)
 
     def _insert(self, rows: list[tuple[Any, ...]]) -> int:
         """Insert a batch; if a row cannot be stored, insert one by one and skip the bad."""
@@ -196,13 +208,14 @@ class SqliteStore:
             return
         count = high - low + 1
         per_row = used / count
-        drop = min(count, math.ceil((used - 0.85 * self._db_budget) / per_row))
+        drop = min(count, math.ceil((used - _EVICT_TO * self._db_budget) / per_row))
         db.execute("DELETE FROM entries WHERE seq < ?", (low + drop,))
         self._counters["evicted"] += drop
         self._counters["evictions"] += 1
 
-    def _limit_wal(self) -> None:
-        if _file_size(self._wal_path()) <= self._wal_budget:
+    def _limit_wal(self, force: bool = False) -> None:
+        """Checkpoint and truncate the WAL past its budget, or after an eviction (`force`)."""
+        if not force and _file_size(self._wal_path()) <= self._wal_budget:
             return
         # TRUNCATE waits for readers through the busy handler: keep that wait short.
         self._db.execute("PRAGMA busy_timeout = 200")
@@ -311,6 +324,11 @@ class SqliteStore:
         if lo > hi:
             return (hi if ascending else lo), True
         return (lo - 1 if ascending else hi + 1), False
+
+    def newest_id(self) -> str | None:
+        """The id of the entry stored last (a restarted writer continues after it)."""
+        row = self._db.execute("SELECT id FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
 
     def get(self, entry_id: str) -> Entry | None:
         row = self._db.execute(
