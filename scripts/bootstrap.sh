@@ -47,7 +47,9 @@ fi
 if [ "${PILOTFISH_PURE:-}" = 1 ]; then
   find src -name '*.cpython-*.so' -delete
   rm -f .venv/.pilotfish-compiled
-  PILOTFISH_PURE=1 uv pip install -q --python .venv/bin/python --no-deps --no-build-isolation -e .
+  PILOTFISH_PURE=1 uv pip install -q --python .venv/bin/python --no-deps --no-build-isolation \
+    --reinstall-package pilotfish -e .
+  .venv/bin/python scripts/compiled.py stamp
 elif [ ! -x .venv/bin/pilotfish ] || ! .venv/bin/python scripts/compiled.py check; then
   echo "bootstrap: compiling the hot path (about a minute)"
   uv pip install -q --python .venv/bin/python --no-deps --no-build-isolation \

@@ -1,11 +1,11 @@
-"""Is the compiled hot path (the modules `setup.py` lists in COMPILED and CYTHON) built from the source
-now in the tree?
+"""Is the compiled hot path (the modules `setup.py` lists in COMPILED and CYTHON) built from
+the source now in the tree?
 
     python scripts/compiled.py check   exit 0 when it is (or nothing is compiled), 1 when not
     python scripts/compiled.py stamp   record the current source as built
 
-The stamp (a digest of setup.py and every compiled module's source) lives in the virtualenv,
-so a fresh clone always builds once.  `make install` rebuilds when `check` fails; the test
+The stamp (a digest of setup.py, every compiled module's source and PILOTFISH_PURE) lives in
+the virtualenv, so a fresh clone always builds once.  `make install` rebuilds when `check` fails; the test
 suite refuses to run against a stale build, which would test yesterday's code.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -33,6 +34,7 @@ def compiled_sources() -> list[Path]:
 
 def digest() -> str:
     h = hashlib.sha256((ROOT / "setup.py").read_bytes())
+    h.update(os.environ.get("PILOTFISH_PURE", "").encode())  # a build without mypyc differs
     for path in compiled_sources():
         h.update(path.name.encode())
         h.update(path.read_bytes())
