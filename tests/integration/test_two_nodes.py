@@ -58,6 +58,14 @@ def wait_for(condition: Callable[[], T], what: str, deadline_s: float = DEADLINE
         time.sleep(0.1)
 
 
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(f"{url}/readyz", timeout=1)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -285,6 +293,8 @@ def test_hub_answers_the_union_of_two_nodes_and_survives_a_dead_worker(tmp_path:
         # worker 2 dies mid-test
         os.kill(procs[1].pid, signal.SIGKILL)
         procs[1].wait(10)
+        # a worker node's API process follows its killed supervisor a moment later
+        wait_for(lambda: not _answers(urls[1]), "worker 2's API to go down with it")
         nodes[0].send_plan(rounds=1)
         node1_total = sum(nodes[0].sent.values())
         r = wait_for(
