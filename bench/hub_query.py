@@ -10,8 +10,6 @@ seconds; processes are stopped by PID.
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +24,7 @@ import httpx
 from bench.common import table
 from bench.store_query import _timed, entries
 from pilotfish.store.sqlite import SqliteStore
+from pilotfish.testbed.procs import stop_process
 
 ENTRIES = 200_000
 CALLS: tuple[tuple[str, str, dict[str, str]], ...] = (
@@ -63,12 +62,7 @@ def _process(argv: list[str], url: str) -> Iterator[subprocess.Popen[bytes]]:
             time.sleep(0.1)
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        stop_process(proc, grace_s=15)
 
 
 def _serve_worker(db: str, port: int) -> None:

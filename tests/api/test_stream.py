@@ -20,6 +20,7 @@ from pilotfish.api.app import create_app
 from pilotfish.api.backend import LocalBackend
 from pilotfish.api.live import LiveFeed, Subscription
 from pilotfish.api.stream import EncodedEntries, query_error
+from tests import waiting
 from tests.api.served import served
 from tests.store.entries import make
 
@@ -27,11 +28,8 @@ DEADLINE_S = 30.0
 
 
 def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+    """`tests.waiting.wait_for`, polling every 10 ms (the feed delivers within milliseconds)."""
+    waiting.wait_for(condition, what, DEADLINE_S, poll_s=0.01)
 
 
 @pytest.fixture

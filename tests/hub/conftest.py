@@ -4,7 +4,6 @@ hub in front of them; the oracle is one LocalBackend holding every entry and pac
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pilotfish.model import Entry
 from pilotfish.store.spool import PcapSpool
 from pilotfish.store.sqlite import SqliteStore
 from pilotfish.worker import write_stats
+from tests import waiting
 from tests.api.conftest import STATS, http_frames
 from tests.api.served import served
 from tests.store.entries import T0, make
@@ -159,11 +159,5 @@ def fresh_cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 
 def wait_for(condition: Callable[[], T], what: str, deadline_s: float = DEADLINE_S) -> T:
-    deadline = time.monotonic() + deadline_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    """`tests.waiting.wait_for` at the pace of in-process servers (20 ms polls)."""
+    return waiting.wait_for(condition, what, deadline_s, poll_s=0.02)

@@ -21,12 +21,11 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -34,28 +33,17 @@ from websockets.sync.client import connect
 
 from pilotfish.hub.app import NOTICE_HEADER
 from pilotfish.testbed.netns import Pod, Testbed
+from pilotfish.testbed.procs import stop_process
 from pilotfish.testbed.services import DNS_DOMAIN, start_api, start_dnsmasq, start_nginx
+from tests.waiting import wait_for
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
 ]
 
-T = TypeVar("T")
 QUERY = "http || dns"
-DEADLINE_S = 30.0
 Key = tuple[str, str, str, Any]  # (protocol, method, path, status)
-
-
-def wait_for(condition: Callable[[], T], what: str, deadline_s: float = DEADLINE_S) -> T:
-    deadline = time.monotonic() + deadline_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def _answers(url: str) -> bool:
@@ -106,13 +94,7 @@ def process(argv: list[str], log: Path, ready_line: str) -> Iterator[subprocess.
         assert proc.poll() is None, log.read_text()
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        stop_process(proc, grace_s=15)
 
 
 def curl(tb: Testbed, client: Pod, url: str) -> None:

@@ -166,18 +166,14 @@ def families(s: dict[str, Any]) -> Iterator[Metric]:
 
 
 def _per_worker(
-    name: str, doc: str, workers: list[dict[str, Any]], value: Callable[[dict[str, Any]], float]
-) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, doc, labels=["worker"])
-    for w in workers:
-        family.add_metric([str(w.get("url", ""))], value(w))
-    return family
-
-
-def _gauge_per_worker(
-    name: str, doc: str, workers: list[dict[str, Any]], value: Callable[[dict[str, Any]], float]
-) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, doc, labels=["worker"])
+    name: str,
+    doc: str,
+    workers: list[dict[str, Any]],
+    value: Callable[[dict[str, Any]], float],
+    kind: type[CounterMetricFamily | GaugeMetricFamily] = CounterMetricFamily,
+) -> CounterMetricFamily | GaugeMetricFamily:
+    """One sample per worker, labelled with its URL (a counter unless `kind` says gauge)."""
+    family = kind(name, doc, labels=["worker"])
     for w in workers:
         family.add_metric([str(w.get("url", ""))], value(w))
     return family
@@ -190,11 +186,12 @@ def hub_families(s: dict[str, Any]) -> Iterator[Metric]:
         return
     raw = hub.get("workers")
     workers = [w for w in raw if isinstance(w, dict)] if isinstance(raw, list) else []
-    yield _gauge_per_worker(
+    yield _per_worker(
         "pilotfish_hub_worker_up",
         "Worker answered last time",
         workers,
         lambda w: float(w.get("up") is True),
+        GaugeMetricFamily,
     )
     yield _per_worker(
         "pilotfish_hub_worker_failures",
@@ -208,11 +205,12 @@ def hub_families(s: dict[str, Any]) -> Iterator[Metric]:
         workers,
         lambda w: number(w, "requests_total"),
     )
-    yield _gauge_per_worker(
+    yield _per_worker(
         "pilotfish_hub_worker_latency_seconds",
         "Duration of the worker's last successful call",
         workers,
         lambda w: number(w, "latency_ms") / 1000.0,
+        GaugeMetricFamily,
     )
     yield _counter(
         "pilotfish_hub_partial_answers", "Answers missing a worker", number(hub, "partial_answers")
@@ -243,11 +241,12 @@ def hub_families(s: dict[str, Any]) -> Iterator[Metric]:
         workers,
         lambda w: sum(_by_label(w, "metrics", "pipeline", "entries").values()),
     )
-    yield _gauge_per_worker(
+    yield _per_worker(
         "pilotfish_worker_store_bytes",
         "The worker's entry store size in bytes",
         workers,
         lambda w: number(w, "metrics", "store", "bytes"),
+        GaugeMetricFamily,
     )
 
 
