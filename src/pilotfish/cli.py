@@ -11,8 +11,9 @@ missing or damaged file, invalid filter).  Entries go to stdout, the run summary
 to stderr, so `pilotfish read f.pcap --format jsonl | jq` stays clean.
 
 Each command is two functions: `_add_NAME(commands)` declares its parser and points it at
-`_run_NAME(args) -> exit code`.  Start-up cost stays low because this module imports only the
-standard library; a run function imports its own machinery (the table renderer pulls in rich,
+`_run_NAME(args) -> exit code`; the steps run functions share are in clisteps.py.  Start-up
+cost stays low because this module imports only the standard library; a run function imports
+clisteps and its own machinery (the table renderer pulls in rich,
 a `--config` file pulls in yaml, `capture` pulls in the live capture code).
 """
 
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from pilotfish.capture.base import CaptureOptions
-    from pilotfish.config import Settings
-    from pilotfish.output import Format
 
 EXIT_USAGE = 2
 _N = TypeVar("_N", int, float)
@@ -161,93 +160,6 @@ def _add_backend(group: argparse._ArgumentGroup) -> None:
     )  # fmt: skip
 
 
-# --- shared steps of the run functions ----------------------------------------------------
-
-
-def _start_job() -> None:
-    """Before a long run, once its modules are loaded: components' warnings (a capture
-    backend declining, ...) go to stderr as `pilotfish: ...`; the garbage collector is set
-    for a packet pipeline (pilotfish.runtime)."""
-    import logging
-
-    from pilotfish.runtime import tune_gc
-
-    logging.basicConfig(level=logging.WARNING, format="pilotfish: %(message)s")
-    tune_gc()
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    import msgspec
-
-    from pilotfish.config import load
-
-    overrides = {"dissect.body_limit": args.body_limit, "node": args.node}
-    try:
-        return load(args.config, overrides={k: v for k, v in overrides.items() if v is not None})
-    except (OSError, msgspec.ValidationError) as exc:
-        raise CliError(f"configuration: {exc}") from exc
-    except Exception as exc:  # yaml errors
-        raise CliError(f"configuration: {exc}") from exc
-
-
-def _format(fmt: str | None) -> Format:
-    from pilotfish.output import FORMATS
-
-    if fmt is None:
-        return "table" if sys.stdout.isatty() else "jsonl"
-    for known in FORMATS:
-        if fmt == known:
-            return known
-    raise CliError(f"--format must be one of {', '.join(FORMATS)} (got {fmt!r})")
-
-
-def _query_matcher(text: str, bpf: str) -> tuple[object | None, str]:
-    """Compile --filter as the query language; an old-style capture filter still works."""
-    if not text.strip():
-        return None, bpf
-    from pilotfish.capture.bpf import BpfError, compile_filter
-    from pilotfish.query import QueryError, compile_query
-
-    try:
-        return compile_query(text), bpf
-    except QueryError as exc:
-        if not bpf:
-            try:
-                compile_filter(text, 1)
-            except BpfError:
-                pass
-            else:
-                print(
-                    f"pilotfish: note: --filter {text!r} is a capture filter; use --bpf for those",
-                    file=sys.stderr,
-                )
-                return None, text
-        raise CliError(f"invalid filter: {exc}") from exc
-
-
-def _interfaces(text: str) -> list[str]:
-    interfaces = [i.strip() for i in text.split(",") if i.strip()]
-    if not interfaces:
-        raise CliError("-i needs at least one interface")
-    return interfaces
-
-
-def _check_backend(backend: str) -> None:
-    if backend not in BACKENDS:
-        raise CliError(f"--capture must be best, pfring, afxdp or afpacket (got {backend!r})")
-
-
-def _check_bpf(bpf: str, cooked: bool) -> None:
-    if bpf:
-        from pilotfish.capture.base import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2
-        from pilotfish.capture.bpf import BpfError, compile_filter
-
-        try:
-            compile_filter(bpf, LINKTYPE_LINUX_SLL2 if cooked else LINKTYPE_ETHERNET)
-        except BpfError as exc:
-            raise CliError(f"invalid capture filter {bpf!r}: {exc}") from exc
-
-
 def _add_serve(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("serve")
     group.add_argument(
@@ -257,13 +169,6 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--port", type=_int_range(1, 65535), default=8899, metavar="PORT", help="port for --serve"
     )
-
-
-def _print_summary(summary: dict[str, object]) -> None:
-    from pilotfish.output import summary_lines
-
-    for line in summary_lines(summary):
-        print(f"pilotfish: {line}", file=sys.stderr)
 
 
 # --- read ---------------------------------------------------------------------------------
@@ -283,15 +188,16 @@ def _add_read(commands: Commands) -> None:
 
 
 def _run_read(args: argparse.Namespace) -> int:
+    from pilotfish import clisteps as steps
     from pilotfish.offline import read_file
     from pilotfish.output import renderer
 
     if args.serve:
         return _serve_read(args)
-    output_format = _format(args.format)
-    settings = _settings(args)
-    query, bpf = _query_matcher(args.filter, args.bpf)
-    _start_job()
+    output_format = steps.output_format(args.format)
+    settings = steps.settings(args)
+    query, bpf = steps.query_matcher(args.filter, args.bpf)
+    steps.start_job()
     out = renderer(output_format, sys.stdout.buffer, sys.stdout)
     try:
         result = read_file(
@@ -301,20 +207,21 @@ def _run_read(args: argparse.Namespace) -> int:
         with contextlib.suppress(BrokenPipeError):
             out.close()
     if not args.quiet:
-        _print_summary(result.summary)
+        steps.print_summary(result.summary)
     if result.error:
         raise CliError(result.error)
     return 0
 
 
 def _serve_read(args: argparse.Namespace) -> int:
+    from pilotfish import clisteps as steps
     from pilotfish.serve import serve_file
 
     if args.filter:
         raise CliError("--serve stores every entry; filter in the dashboard or the API (?q=)")
-    _check_bpf(args.bpf, False)
-    settings = _settings(args)
-    _start_job()
+    steps.check_bpf(args.bpf, False)
+    settings = steps.settings(args)
+    steps.start_job()
     return serve_file(args.file, settings, "127.0.0.1", args.port, args.bpf)
 
 
@@ -361,23 +268,24 @@ def _add_capture(commands: Commands) -> None:
 
 
 def _run_capture(args: argparse.Namespace) -> int:
+    from pilotfish import clisteps as steps
     from pilotfish.capture.base import CaptureOptions
     from pilotfish.clicapture import list_backends_table, run_capture_command
     from pilotfish.live import LiveOptions
 
-    interfaces = _interfaces(args.interface)
-    _check_backend(args.backend)
+    interfaces = steps.interfaces(args.interface)
+    steps.check_backend(args.backend)
     options = CaptureOptions(interfaces=interfaces, bpf=args.bpf, promiscuous=args.promiscuous)
     options = options.with_buffer(args.buffer)
     if args.list_backends:
         list_backends_table(options)
         return 0
-    _check_bpf(args.bpf, "any" in interfaces)
+    steps.check_bpf(args.bpf, "any" in interfaces)
     if args.serve:
         return _serve_capture(args, options)
-    output_format = _format(args.format)
-    settings = _settings(args)
-    query, _ = _query_matcher(args.filter, "")
+    output_format = steps.output_format(args.format)
+    settings = steps.settings(args)
+    query, _ = steps.query_matcher(args.filter, "")
     live = LiveOptions(
         backend=args.backend,
         count=args.count,
@@ -385,11 +293,12 @@ def _run_capture(args: argparse.Namespace) -> int:
         write=args.write,
         workers=args.workers,
     )
-    _start_job()
+    steps.start_job()
     return run_capture_command(options, live, settings, output_format, query, args.quiet)
 
 
 def _serve_capture(args: argparse.Namespace, options: CaptureOptions) -> int:
+    from pilotfish import clisteps as steps
     from pilotfish.serve import serve_capture
 
     fixed = (args.write, args.count, args.duration)
@@ -397,8 +306,8 @@ def _serve_capture(args: argparse.Namespace, options: CaptureOptions) -> int:
         raise CliError("--serve runs until Ctrl-C; -w, -c, --duration and --workers do not apply")
     if args.filter:
         raise CliError("--serve stores every entry; filter in the dashboard or the API (?q=)")
-    settings = _settings(args)
-    _start_job()
+    settings = steps.settings(args)
+    steps.start_job()
     return serve_capture(settings, options, args.backend, "127.0.0.1", args.port)
 
 
@@ -436,14 +345,15 @@ def _add_worker(commands: Commands) -> None:
 def _run_worker(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from pilotfish import clisteps as steps
     from pilotfish.capture.base import CaptureOptions
     from pilotfish.node import NodeOptions, run_node
     from pilotfish.serve import dashboard_dir
 
-    interfaces = _interfaces(args.interface)
-    _check_backend(args.backend)
-    _check_bpf(args.bpf, "any" in interfaces)
-    settings = _settings(args)
+    interfaces = steps.interfaces(args.interface)
+    steps.check_backend(args.backend)
+    steps.check_bpf(args.bpf, "any" in interfaces)
+    settings = steps.settings(args)
     options = NodeOptions(
         # promiscuous: on a bridge (or a node's NIC) the traffic between pods is not
         # addressed to this host; the kernel filter (--bpf) still cuts what is not wanted
@@ -454,7 +364,7 @@ def _run_worker(args: argparse.Namespace) -> int:
         port=args.port,
         static_dir=dashboard_dir(),
     )
-    _start_job()
+    steps.start_job()
     return run_node(settings, options)
 
 
@@ -482,12 +392,13 @@ def _add_demo(commands: Commands) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    from pilotfish import clisteps as steps
     from pilotfish.config import Settings
     from pilotfish.demo import run_demo
     from pilotfish.output import renderer
 
-    output_format = _format(args.format)
-    _start_job()
+    output_format = steps.output_format(args.format)
+    steps.start_job()
     out = renderer(output_format, sys.stdout.buffer, sys.stdout)
     try:
         result = run_demo(
@@ -498,7 +409,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     finally:
         out.close()
     if not args.quiet:
-        _print_summary(result.read.summary)
+        steps.print_summary(result.read.summary)
     if result.read.error:
         raise CliError(result.read.error, 1)
     return 0
