@@ -52,7 +52,6 @@ _CLASSIC_MAGICS: Final = {
 }
 _U32LE: Final = struct.Struct("<I")
 _HEADER_LEN: Final = 24
-_RECORD_LEN: Final = 16
 _WRITE_HEADER: Final = struct.Struct("<IHHiIII")
 _WRITE_RECORD: Final = struct.Struct("<IIII")
 _FLUSH_AT: Final = 1 << 20
