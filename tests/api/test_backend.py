@@ -102,6 +102,7 @@ def test_a_feed_socket_carries_the_capture_process_entries(
         sub = await b.subscribe("")
         sender = FeedSender(tmp_path / "feed.sock")
         sender.publish(make(7))
+        sender.flush()
         entry = await asyncio.wait_for(sub.get(), 5)
         assert entry is not None and entry.id == "n-7"
         assert (await b.metrics())["feed_receiver"]["received"] == 1

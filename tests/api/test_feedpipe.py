@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 from pathlib import Path
@@ -11,7 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pilotfish.api.feedpipe import FeedError, FeedReceiver, FeedSender, FrameDecoder, encode_frame
+from pilotfish.api.feedpipe import (
+    FLUSH_AT,
+    FeedError,
+    FeedReceiver,
+    FeedSender,
+    FrameDecoder,
+    encode_frame,
+)
 from pilotfish.api.live import LiveFeed
 from pilotfish.model import Entry
 from tests.store.entries import make
@@ -37,6 +45,13 @@ def test_a_frame_that_is_not_an_entry_is_skipped_and_counted() -> None:
     dec = FrameDecoder()
     got = dec.feed(struct.pack("!I", len(junk)) + junk + encode_frame(make(2)))
     assert got == [make(2)] and dec.bad_frames == 1
+
+
+def test_count_frames_add_up_and_nonsense_counts_are_bad_frames() -> None:
+    dec = FrameDecoder()
+    data = encode_frame(3) + encode_frame(make(1)) + encode_frame(4) + encode_frame(-2)
+    assert dec.feed(data) == [make(1)]
+    assert dec.lost == 7 and dec.bad_frames == 1
 
 
 def test_an_absurd_length_breaks_the_stream() -> None:
@@ -83,6 +98,37 @@ def test_sender_never_blocks_on_a_receiver_that_does_not_read() -> None:
             except BlockingIOError:
                 sender.flush()
         assert [e.id for e in got[:3]] == ["n-0", "n-1", "n-2"]
+        # and the receiver was told of every entry that did not fit
+        while dec.lost < c["dropped"]:
+            sender.flush()
+            with contextlib.suppress(BlockingIOError):
+                got += dec.feed(theirs.recv(1 << 16))
+        assert dec.lost == c["dropped"] and len(got) == c["sent"] and dec.bad_frames == 0
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_publish_writes_once_enough_waits_and_flush_writes_the_rest() -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        theirs.setblocking(False)
+        sender = FeedSender(sock=ours)
+        sender.publish(make(1))
+        assert sender.buffered > 0  # nothing written yet: one call per pass, not per entry
+        with pytest.raises(BlockingIOError):
+            theirs.recv(1)
+        for _ in range(FLUSH_AT // 1000 + 1):
+            sender.publish(make(2, body="x" * 1000))
+        assert theirs.recv(1 << 20, socket.MSG_PEEK)  # written without waiting for flush()
+        sender.publish(make(3))
+        sender.flush()
+        dec = FrameDecoder()
+        got: list[Entry] = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                got += dec.feed(theirs.recv(1 << 20))
+        assert len(got) == sender.sent and got[0] == make(1) and got[-1] == make(3)
     finally:
         ours.close()
         theirs.close()
@@ -136,6 +182,7 @@ def test_sender_to_receiver_to_feed(tmp_path: Path) -> None:
         bad.close()
         assert receiver.broken_streams == 1
         sender.publish(make(301, status=500))
+        sender.flush()  # the owner's loop does this once per pass
         entry = await asyncio.wait_for(sub.get(), 5)
         assert entry is not None and entry.id == "n-301"
         sender.close()

@@ -1,17 +1,25 @@
 """Entries from the capture process to the API process over a Unix stream socket.
 
-Frames are a 4-byte big-endian length followed by the entry as msgpack.  `FrameDecoder` is
-the sans-IO half (bytes in, entries out): frames longer than `max_frame` mean the stream is
-corrupt (it raises `FeedError`, the receiver closes that connection and counts it); a frame
-that is not a valid entry is skipped and counted in `bad_frames`.
+Frames are a 4-byte big-endian length followed by msgpack: an entry, or an integer saying
+how many entries the sender dropped since its last such frame.  `FrameDecoder` is the
+sans-IO half (bytes in, entries out, dropped counts added to `lost`): frames longer than
+`max_frame` mean the stream is corrupt (it raises `FeedError`, the receiver closes that
+connection and counts it); a frame that is neither is skipped and counted in `bad_frames`.
 
 `FeedSender` (capture side) never blocks: the socket is non-blocking, unsent bytes wait in a
 buffer of at most `max_buffer` bytes, and an entry that does not fit, or that arrives while
-there is no receiver, is dropped and counted (`dropped`, `unconnected`).  After losing its
-receiver it tries to reconnect at most once per `retry_s` (clock injected).
+there is no receiver, is dropped and counted (`dropped`, `unconnected`).  `publish` writes
+only once `FLUSH_AT` bytes wait: the owner calls `flush()` once per pass of its loop, so a
+batch of entries costs one system call (and reaches the receiver as one read) rather than
+one per entry.  Entries dropped for
+a full buffer are announced to the receiver with a count frame as soon as there is room, so
+the live clients hear of them; entries dropped while no receiver was connected are not (no
+client was listening).  After losing its receiver it tries to reconnect at most once per
+`retry_s` (clock injected).
 
 `FeedReceiver` (API side) listens on the socket path with asyncio and publishes every
-decoded entry to a `LiveFeed`; it accepts at most `max_clients` senders at a time.
+decoded entry to a `LiveFeed`, and every count frame to `LiveFeed.note_lost`; it accepts at
+most `max_clients` senders at a time.
 """
 
 from __future__ import annotations
@@ -37,15 +45,16 @@ _LEN = struct.Struct("!I")
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 DEFAULT_MAX_BUFFER = 8 * 1024 * 1024
 _READ_SIZE = 256 * 1024
+FLUSH_AT = 64 * 1024  # publish writes once this much waits; the owner's loop flushes the rest
 
 
 class FeedError(ValueError):
     """The byte stream cannot be framed any more (the connection must be dropped)."""
 
 
-def encode_frame(entry: Entry, encoder: msgspec.msgpack.Encoder | None = None) -> bytes:
-    """One length-prefixed frame holding `entry`."""
-    body = (encoder or msgspec.msgpack.Encoder()).encode(entry)
+def encode_frame(item: Entry | int, encoder: msgspec.msgpack.Encoder | None = None) -> bytes:
+    """One length-prefixed frame holding an entry, or a count of dropped entries."""
+    body = (encoder or msgspec.msgpack.Encoder()).encode(item)
     return _LEN.pack(len(body)) + body
 
 
@@ -55,9 +64,10 @@ class FrameDecoder:
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self.max_frame = max_frame
         self._buf = bytearray()
-        self._decoder = msgspec.msgpack.Decoder(Entry)
+        self._decoder = msgspec.msgpack.Decoder(Entry | int)
         self.frames = 0
         self.bad_frames = 0
+        self.lost = 0  # entries the sender said it dropped
 
     @property
     def buffered(self) -> int:
@@ -80,11 +90,19 @@ class FrameDecoder:
             pos += 4 + size
             self.frames += 1
             try:
-                out.append(self._decoder.decode(body))
+                item = self._decoder.decode(body)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 self.bad_frames += 1
+                continue
             finally:
                 body.release()
+            if isinstance(item, int):
+                if item > 0:
+                    self.lost += item
+                else:
+                    self.bad_frames += 1
+            else:
+                out.append(item)
         del buf[:pos]
         return out
 
@@ -113,6 +131,7 @@ class FeedSender:
         self._next_try = 0.0
         self.sent = 0  # entries fully queued for the receiver
         self.dropped = 0  # entries dropped because the buffer was full
+        self._untold = 0  # ... of which the receiver has not been told yet
         self.unconnected = 0  # entries dropped while no receiver was connected
         self.disconnects = 0
         if sock is not None:
@@ -131,14 +150,19 @@ class FeedSender:
             self.flush()
             if len(self._out) + len(frame) > self.max_buffer:
                 self.dropped += 1
+                self._untold += 1
                 return
+        self._tell_dropped()
         self._out += frame
         self.sent += 1
-        self.flush()
+        if len(self._out) >= FLUSH_AT:
+            self.flush()
 
     def flush(self) -> None:
         """Write what the socket takes now; call from the capture loop when idle too."""
         sock = self._sock
+        if self._untold and sock is not None:
+            self._tell_dropped()
         while self._out and sock is not None:
             try:
                 n = sock.send(self._out)
@@ -148,6 +172,14 @@ class FeedSender:
                 self._lost()
                 return
             del self._out[:n]
+
+    def _tell_dropped(self) -> None:
+        """Queue a count frame for the drops not told yet, if it fits."""
+        if self._untold:
+            frame = encode_frame(self._untold, self._encoder)
+            if len(self._out) + len(frame) <= self.max_buffer:
+                self._out += frame
+                self._untold = 0
 
     def counters(self) -> dict[str, int]:
         return {
@@ -181,6 +213,7 @@ class FeedSender:
     def _lost(self) -> None:
         self.disconnects += 1
         self._out.clear()  # a partial frame cannot be continued on a new connection
+        self._untold = 0  # the next receiver serves other clients
         self.close()
 
 
@@ -200,6 +233,7 @@ class FeedReceiver:
         self.bad_frames = 0
         self.broken_streams = 0
         self.refused = 0
+        self.lost = 0  # entries the senders said they dropped
 
     async def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -222,6 +256,7 @@ class FeedReceiver:
             "bad_frames": self.bad_frames,
             "broken_streams": self.broken_streams,
             "refused": self.refused,
+            "lost": self.lost,
             "senders": len(self._tasks),
         }
 
@@ -235,11 +270,14 @@ class FeedReceiver:
         decoder = FrameDecoder(self.max_frame)
         try:
             while data := await reader.read(_READ_SIZE):
-                before = decoder.bad_frames
+                before, lost = decoder.bad_frames, decoder.lost
                 for entry in decoder.feed(data):
                     self.received += 1
                     self.feed.publish(entry)
                 self.bad_frames += decoder.bad_frames - before
+                if decoder.lost > lost:
+                    self.lost += decoder.lost - lost
+                    self.feed.note_lost(decoder.lost - lost)
         except FeedError as exc:
             self.broken_streams += 1
             log.warning("live feed: dropping a sender: %s", exc)
