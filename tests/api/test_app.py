@@ -214,8 +214,9 @@ def test_live_stream_filters_server_side(client: TestClient, backend: LocalBacke
         backend.feed.publish(make(200, status=200))
         backend.feed.publish(make(201, status=503))
         msg = ws.receive_json()
-        assert msg["type"] == "entry" and msg["entry"]["id"] == "n-201"
-        assert msgspec.convert(msg["entry"], type=type(make(1))) == make(201, status=503)
+        assert msg["type"] == "entries" and msg["count"] == 1
+        assert [e["id"] for e in msg["entries"]] == ["n-201"]
+        assert msgspec.convert(msg["entries"][0], type=type(make(1))) == make(201, status=503)
 
 
 def test_live_stream_rejects_a_bad_query(client: TestClient) -> None:
@@ -238,6 +239,13 @@ def test_slow_client_gets_drops_counted_and_is_told(
         for i in range(500):  # far more than the client's queue of 10 holds
             sub.offer(make(300 + i))
         assert sub.pending == 10 and sub.dropped == 490
-        kinds = [ws.receive_json()["type"] for _ in range(11)]
-        assert kinds.count("entry") == 10 and kinds.count("dropped") == 1
+        got = dropped = 0
+        while got < 10 or not dropped:
+            msg = ws.receive_json()
+            if msg["type"] == "entries":
+                got += msg["count"]
+            else:
+                assert msg == {"type": "dropped", "count": 490, "unfiltered": 0}
+                dropped += 1
+        assert got == 10 and dropped == 1
     assert backend.feed.clients == 0 and backend.feed.dropped() == 490

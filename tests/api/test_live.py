@@ -35,12 +35,29 @@ def test_without_subscribers_publishing_only_counts() -> None:
 
 def test_handover_is_bounded_and_counted() -> None:
     feed = LiveFeed(max_handover=10)
-    sub = feed.subscribe(None)
+    sub, picky = feed.subscribe(None), feed.subscribe(lambda e: e.id == "n-99")
     for i in range(25):
         feed.publish(make(i))
     assert feed.pending() == 10 and feed.overflow == 15
     feed.drain()
     assert sub.pending == 10 and feed.pending() == 0
+    # the overflowed entries never met a filter: every subscription hears of them
+    assert sub.unfiltered == picky.unfiltered == 15 and sub.unreported and picky.unreported
+    assert picky.take_dropped() == (0, 15) and not picky.unreported
+    feed.note_lost(4)
+    feed.drain()
+    assert sub.take_dropped() == (0, 19) and feed.lost_upstream == 4
+
+
+def test_poll_takes_what_waits_without_waiting() -> None:
+    feed = LiveFeed()
+    sub = feed.subscribe(None)
+    assert sub.poll() is None
+    for i in range(3):
+        feed.publish(make(i))
+    feed.drain()
+    assert [e.id for e in iter(sub.poll, None)] == ["n-0", "n-1", "n-2"]
+    assert sub.delivered == 3 and sub.pending == 0
 
 
 def test_a_never_reading_subscriber_stays_at_its_bound() -> None:
@@ -69,7 +86,7 @@ def test_iteration_ends_on_close_and_get_times_out() -> None:
             if len(got) == 2:
                 sub.close()
         assert got == ["n-1", "n-2"] and feed.clients == 0
-        assert sub.delivered == 2 and sub.take_dropped() == 0
+        assert sub.delivered == 2 and sub.take_dropped() == (0, 0)
 
     asyncio.run(scenario())
 
@@ -159,7 +176,8 @@ def test_feeders_other_than_the_feed_count_drops_notify_and_hook_close() -> None
     sub.on_close(lambda: closed.append(True))
     sub.note_dropped(3)
     sub.note_dropped(-1)  # nonsense from upstream is ignored
-    assert (sub.offered, sub.dropped) == (3, 3)
+    sub.note_unfiltered(-5)
+    assert (sub.offered, sub.dropped, sub.unfiltered) == (3, 3, 0)
 
     async def scenario() -> tuple[object, object]:
         waiting = asyncio.ensure_future(sub.get(timeout=5, notices=True))

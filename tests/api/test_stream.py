@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
+from typing import Any
 
 import msgspec
 import pytest
@@ -19,7 +20,7 @@ from websockets.sync.client import connect
 from pilotfish.api.app import create_app
 from pilotfish.api.backend import LocalBackend
 from pilotfish.api.live import LiveFeed, Subscription
-from pilotfish.api.stream import EncodedEntries, query_error
+from pilotfish.api.stream import MAX_BATCH, MAX_BATCH_BYTES, EncodedEntries, query_error
 from tests import waiting
 from tests.api.served import served
 from tests.store.entries import make
@@ -49,12 +50,44 @@ def test_each_entry_is_encoded_once_for_every_client() -> None:
     texts = EncodedEntries(size=2)
     a, twin = make(1), make(1)  # equal content and id, yet two entries
     first = texts.text(a)
-    assert json.loads(first) == {"type": "entry", "entry": msgspec.to_builtins(a)}
+    assert json.loads(first) == msgspec.to_builtins(a)
     assert texts.text(a) is first and texts.encoded == 1
     assert texts.text(twin) == first and texts.encoded == 2  # never served from a's text
     texts.text(make(2))
     texts.text(make(3))  # the bound: a's text is gone, so a is encoded again
     assert texts.text(a) == first and texts.encoded == 5
+    b = make(2)
+    (message,) = texts.messages([a, b])
+    assert json.loads(message) == {
+        "type": "entries",
+        "count": 2,
+        "entries": [msgspec.to_builtins(a), msgspec.to_builtins(b)],
+    }
+    # the next client with the same batch sends the same text; another batch is built anew
+    assert texts.messages([a, b])[0] is message and texts.built == 1
+    assert texts.messages([a, twin]) != [message] and texts.built == 2
+
+
+def test_a_batch_too_big_for_one_message_is_split_in_order() -> None:
+    texts = EncodedEntries(message_bytes=3 * MAX_BATCH_BYTES)
+    big = [make(i, body="x" * (MAX_BATCH_BYTES // 3)) for i in range(5)]
+    out = [json.loads(m) for m in texts.messages(big)]
+    assert [m["count"] for m in out] == [2, 2, 1]
+    assert [e["id"] for m in out for e in m["entries"]] == [e.id for e in big]
+    assert all(len(m) <= MAX_BATCH_BYTES for m in texts.messages(big))
+    assert texts.built == 3  # the second call was served from what the first built
+
+
+def receive_entries(ws: Any, count: int) -> tuple[list[dict[str, Any]], list[int]]:
+    """Read `entries` messages until `count` entries came; (entries, size of each message)."""
+    entries: list[dict[str, Any]] = []
+    sizes: list[int] = []
+    while len(entries) < count:
+        msg = json.loads(ws.recv(10))
+        assert msg["type"] == "entries" and msg["count"] == len(msg["entries"])
+        entries += msg["entries"]
+        sizes.append(msg["count"])
+    return entries, sizes
 
 
 def test_query_errors_are_checked_before_subscribing() -> None:
@@ -72,10 +105,40 @@ def test_entries_are_filtered_server_side(server: tuple[str, LiveFeed]) -> None:
         only_subscription(feed)
         for i in range(20):
             feed.publish(make(i, status=503 if i % 5 == 0 else 200))
-        got = [json.loads(ws.recv(10)) for _ in range(4)]
-        assert [m["entry"]["id"] for m in got] == ["n-0", "n-5", "n-10", "n-15"]
-        assert all(m["type"] == "entry" for m in got)
+        got, _ = receive_entries(ws, 4)
+        assert [e["id"] for e in got] == ["n-0", "n-5", "n-10", "n-15"]
     wait_for(lambda: feed.clients == 0, "the subscription to go")
+
+
+def test_a_busy_stream_batches_entries_in_order(server: tuple[str, LiveFeed]) -> None:
+    url, feed = server
+    total = 3 * MAX_BATCH
+    feed.max_queue = 2 * total  # room for all: this is about batching, not dropping
+    with connect(url, open_timeout=10) as ws:
+        assert json.loads(ws.recv(10))["type"] == "hello"
+        sub = only_subscription(feed)
+        feed.publish(make(0))  # a calm stream: one entry, one message
+        assert receive_entries(ws, 1) == ([msgspec.to_builtins(make(0))], [1])
+        for i in range(1, total + 1):
+            feed.publish(make(i))
+        got, sizes = receive_entries(ws, total)
+        assert [e["id"] for e in got] == [f"n-{i}" for i in range(1, total + 1)]
+        assert max(sizes) <= MAX_BATCH and len(sizes) < total // 10
+        assert sub.dropped == 0 and sub.delivered == total + 1
+
+
+def test_entries_lost_before_filtering_are_told_to_every_client(
+    server: tuple[str, LiveFeed],
+) -> None:
+    url, feed = server
+    with connect(url + "?q=http", open_timeout=10) as one, connect(url, open_timeout=10) as two:
+        for ws in (one, two):
+            assert json.loads(ws.recv(10))["type"] == "hello"
+        wait_for(lambda: feed.clients == 2, "two subscriptions")
+        feed.note_lost(7)
+        for ws in (one, two):
+            assert json.loads(ws.recv(10)) == {"type": "dropped", "count": 0, "unfiltered": 7}
+    assert feed.lost_upstream == 7
 
 
 def test_an_invalid_query_is_an_error_then_close_1008(server: tuple[str, LiveFeed]) -> None:
@@ -101,10 +164,11 @@ def test_a_slow_reader_is_told_exactly_what_it_missed(server: tuple[str, LiveFee
         entries = dropped = 0
         while entries + dropped < total:
             msg = json.loads(ws.recv(10))
-            if msg["type"] == "entry":
-                entries += 1
+            if msg["type"] == "entries":
+                entries += msg["count"]
             else:
                 assert msg["type"] == "dropped" and msg["count"] > 0
+                assert msg["unfiltered"] == 0
                 dropped += msg["count"]
         assert dropped == sub.dropped > 0 and entries == sub.delivered
 

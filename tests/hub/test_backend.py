@@ -193,8 +193,8 @@ def test_live_streams_of_both_workers_merge(cluster: Cluster) -> None:
         got: list[str] = []
         while len(got) < len(sent):
             message = json.loads(ws.recv(10))
-            if message["type"] == "entry":
-                got.append(message["entry"]["id"])
+            if message["type"] == "entries":
+                got.extend(e["id"] for e in message["entries"])
         assert sorted(got) == sorted(sent)  # the DNS entry was filtered out on the worker
         for w in "ab":  # each worker's own order is kept
             mine = [i for i in got if i.startswith(w)]
@@ -220,7 +220,7 @@ def test_hub_clients_with_the_same_query_share_one_stream_per_worker(cluster: Cl
         entry = msgspec.structs.replace(make(700), id="a-shared")
         cluster.backends["a"].feed.publish(entry)
         for ws in (one, two):
-            assert json.loads(ws.recv(10))["entry"]["id"] == "a-shared"
+            assert json.loads(ws.recv(10))["entries"][0]["id"] == "a-shared"
     wait_for(lambda: all(b.feed.clients == 0 for b in cluster.backends.values()), "streams gone")
 
 

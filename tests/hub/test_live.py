@@ -120,3 +120,29 @@ def test_drops_a_worker_reports_reach_the_hub_client_exactly(tmp_path: Path) -> 
     worker.store.close()
     assert worker.spool is not None
     worker.spool.close()
+
+
+def test_entries_a_worker_lost_before_filtering_reach_the_hub_client(tmp_path: Path) -> None:
+    worker = local_backend(tmp_path / "w", "w", [])
+
+    async def scenario(port: int) -> tuple[int, int]:
+        sub = LiveFeed().subscribe(None, "http")
+        client = WorkerClient(f"http://127.0.0.1:{port}")
+        fan = FanIn([client], "http")
+        fan.add(sub)
+        fan.start()
+        assert await fan.wait_connected(10)
+        worker.feed.note_lost(6)  # e.g. the worker's capture side could not hand them over
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not sub.unfiltered and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        await fan.aclose()
+        await client.close()
+        return sub.unfiltered, sub.dropped
+
+    with served(create_app(worker, None)) as port:
+        assert asyncio.run(scenario(port)) == (6, 0)
+    worker.store.close()
+    assert worker.spool is not None
+    worker.spool.close()

@@ -165,7 +165,7 @@ class StreamCollector:
                 return
 
     def entries(self) -> list[dict[str, Any]]:
-        return [m["entry"] for m in list(self.messages) if m["type"] == "entry"]
+        return [e for m in list(self.messages) if m["type"] == "entries" for e in m["entries"]]
 
     def close(self) -> None:
         if self.ws is not None:

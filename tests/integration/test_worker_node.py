@@ -101,7 +101,7 @@ class StreamClient:
                 return
 
     def entries(self) -> list[dict[str, Any]]:
-        return [m["entry"] for m in self.messages if m["type"] == "entry"]
+        return [e for m in self.messages if m["type"] == "entries" for e in m["entries"]]
 
     def close(self) -> None:
         self._stop.set()

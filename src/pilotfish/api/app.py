@@ -2,8 +2,8 @@
 
 Routes: /api/entries, /api/entries/{id}, /api/stats, /api/servicemap, /api/export.pcap,
 /api/export.har, /api/fields, /api/query/check, /api/workers, /api/metrics (the counters as
-JSON), /api/stream (WebSocket, see `api.stream`), /metrics, /healthz, /readyz, /openapi.json, and / (the dashboard from
-`static_dir` when it exists, else a JSON index).
+JSON), /api/stream (WebSocket, see `api.stream`), /metrics, /healthz, /readyz,
+/openapi.json, and / (the dashboard from `static_dir` when it exists, else a JSON index).
 
 Every answer but the pcap, the metrics and the dashboard is JSON.  Bad input (invalid
 query, unknown id, bad limit/cursor/bucket, a parameter the route does not take, a wrong

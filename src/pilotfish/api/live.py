@@ -4,7 +4,10 @@
 `FeedReceiver` of `api.feedpipe` when capture runs in another process).  It appends to a
 bounded hand-over deque and schedules one drain on the event loop; entries arriving while
 the deque is full are dropped and counted in `LiveFeed.overflow`.  With no subscriber an
-entry costs one counter increment.
+entry costs one counter increment.  Entries lost before any filter could look at them (the
+hand-over overflow, and losses upstream that the feed is told of with `note_lost`) are
+passed on to every subscription at the next drain as `unfiltered` losses: the client
+learns it may have missed that many, without knowing whether they would have matched.
 
 Each `Subscription` has its own filter and a bounded queue (`max_queue` entries).  When the
 queue is full the entry is dropped for that subscriber only and counted in
@@ -43,7 +46,9 @@ class Subscription:
 
     Counters: `dropped` (entries missed because the queue was full), `delivered` (entries
     taken out by the reader), `reported` (drops the client has been told about; the app
-    advances it).  `dropped + delivered + pending == offered` always holds.
+    advances it).  `dropped + delivered + pending == offered` always holds.  `unfiltered`
+    counts entries lost before the filter ran (`note_unfiltered`), `reported_unfiltered`
+    what of those the client has been told.
     """
 
     def __init__(self, match: Match | None, max_queue: int, query: str = "") -> None:
@@ -59,6 +64,8 @@ class Subscription:
         self.dropped = 0
         self.delivered = 0
         self.reported = 0
+        self.unfiltered = 0
+        self.reported_unfiltered = 0
         self.notices: deque[dict[str, object]] = deque(maxlen=MAX_NOTICES)
         self._unsubscribe: Callable[[Subscription], None] | None = None
         self._on_close: list[Callable[[], None]] = []
@@ -92,6 +99,17 @@ class Subscription:
             self.offered += count
             self.dropped += count
 
+    def note_unfiltered(self, count: int) -> None:
+        """Count entries lost before any filter ran (they may or may not have matched)."""
+        if count > 0 and not self._closed:
+            self.unfiltered += count
+            self._wakeup.set()
+
+    @property
+    def unreported(self) -> bool:
+        """Losses the client has not been told about yet."""
+        return self.dropped > self.reported or self.unfiltered > self.reported_unfiltered
+
     def notify(self, notice: dict[str, object]) -> None:
         """Queue a notice for the client (the last `MAX_NOTICES` are kept) and wake it."""
         if not self._closed:
@@ -102,11 +120,18 @@ class Subscription:
         """Call `callback` once when the subscription closes."""
         self._on_close.append(callback)
 
-    def take_dropped(self) -> int:
-        """Drops not reported yet; marks them reported."""
-        n = self.dropped - self.reported
-        self.reported = self.dropped
-        return n
+    def take_dropped(self) -> tuple[int, int]:
+        """(dropped, unfiltered) losses not reported yet; marks them reported."""
+        n, m = self.dropped - self.reported, self.unfiltered - self.reported_unfiltered
+        self.reported, self.reported_unfiltered = self.dropped, self.unfiltered
+        return n, m
+
+    def poll(self) -> Entry | None:
+        """The next queued entry without waiting, or None."""
+        if not self._queue:
+            return None
+        self.delivered += 1
+        return self._queue.popleft()
 
     async def get(self, timeout: float | None = None, notices: bool = False) -> Entry | None:
         """The next entry; None after `timeout` seconds without one or once closed (and,
@@ -166,6 +191,8 @@ class LiveFeed:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.published = 0
         self.overflow = 0  # hand-over deque full: dropped before reaching any client
+        self.lost_upstream = 0  # lost before reaching this feed (told by `note_lost`)
+        self._unfiltered = 0  # overflow and upstream losses not yet passed to subscriptions
         self._dropped_gone = 0  # drops of clients that have left
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -214,8 +241,23 @@ class LiveFeed:
                 return
             if len(self._handover) >= self._max_handover:
                 self.overflow += 1
-                return
+                self._unfiltered += 1
+                return  # a drain is scheduled already: the deque is not empty
             self._handover.append(entry)
+            if self._scheduled or self._loop is None:
+                return
+            self._scheduled = True
+        self._schedule()
+
+    def note_lost(self, count: int) -> None:
+        """Entries lost upstream (any thread): every subscription hears of them."""
+        if count <= 0:
+            return
+        with self._lock:
+            self.lost_upstream += count
+            if not self._subs:
+                return
+            self._unfiltered += count
             if self._scheduled or self._loop is None:
                 return
             self._scheduled = True
@@ -230,6 +272,7 @@ class LiveFeed:
         except RuntimeError:  # the loop is closed: nobody listens any more
             with self._lock:
                 self._handover.clear()
+                self._unfiltered = 0
                 self._scheduled = False
 
     def drain(self) -> None:
@@ -237,8 +280,12 @@ class LiveFeed:
         with self._lock:
             entries = list(self._handover)
             self._handover.clear()
+            unfiltered, self._unfiltered = self._unfiltered, 0
             self._scheduled = False
         subs = list(self._subs)
+        if unfiltered:
+            for sub in subs:
+                sub.note_unfiltered(unfiltered)
         for entry in entries:
             for sub in subs:
                 sub.offer(entry)

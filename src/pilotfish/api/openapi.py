@@ -223,8 +223,11 @@ _WEBSOCKET = {
         "parameters": ["q"],
         "messages": {
             "hello": '{"type": "hello", "query": str}, first',
-            "entry": '{"type": "entry", "entry": Entry}, per matching entry',
-            "dropped": '{"type": "dropped", "count": int}, entries skipped since the last notice',
+            "entries": '{"type": "entries", "count": int, "entries": [Entry]}, matching '
+            "entries in order, as many per message as waited when it was sent",
+            "dropped": '{"type": "dropped", "count": int, "unfiltered": int}, matching '
+            "entries skipped since the last notice, and entries lost before filtering",
+            "notice": '{"type": "notice", ...}, about the source (a hub\'s worker down or up)',
             "error": '{"type": "error", "error": str, "position": int}, then close 1008',
         },
     }

@@ -2,12 +2,13 @@
 
 `FanIn(workers, query)` runs one task per worker that reads the worker's `/api/stream?q=`
 (the filter is evaluated on the worker) and offers every entry to each hub subscription it
-serves (`add`); each subscription's bounded queue drops and counts when its client is slow
-(`api.live`).  Hub clients with the same query share one `FanIn`, so a worker serves one
-stream per distinct query whatever the number of dashboards.  Drops a worker reports
-(`{"type": "dropped"}`) are added to every served subscription's count, so each client
-hears of every entry it missed.  Entries are delivered in arrival order (each worker's own
-order is kept; there is no cross-worker reordering delay).
+serves (`add`), batch by batch as the worker sends them; each subscription's bounded
+queue drops and counts when its client is slow (`api.live`).  Hub clients with the same
+query share one `FanIn`, so a worker serves one stream per distinct query whatever the
+number of dashboards.  Drops a worker reports (`{"type": "dropped"}`: matching and
+unfiltered) are added to every served subscription's counts, so each client hears of every
+entry it missed.  Entries are delivered in arrival order (each worker's own order is kept;
+there is no cross-worker reordering delay).
 
 A worker that cannot be reached or closes the stream is retried with exponential backoff
 (`backoff_base` .. `backoff_max` seconds) while any subscription is served; clients get a
@@ -40,8 +41,9 @@ _REFUSED: Final = (1008, 1013)  # the worker refused the filter or has too many 
 
 class _Message(msgspec.Struct):
     type: str
-    entry: Entry | None = None
+    entries: list[Entry] = msgspec.field(default_factory=list)
     count: int = 0
+    unfiltered: int = 0
     error: str = ""
 
 
@@ -163,9 +165,12 @@ class FanIn:
             except (msgspec.DecodeError, msgspec.ValidationError):
                 self.counters["bad_messages"] += 1
                 continue
-            if message.type == "entry" and message.entry is not None:
-                for sub in list(self.subs):
-                    sub.offer(message.entry)
+            if message.type == "entries":
+                subs = list(self.subs)
+                for entry in message.entries:
+                    for sub in subs:
+                        sub.offer(entry)
             elif message.type == "dropped":
                 for sub in list(self.subs):
                     sub.note_dropped(message.count)
+                    sub.note_unfiltered(message.unfiltered)
