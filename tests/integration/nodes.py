@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +48,21 @@ def children(pid: int) -> list[int]:
 class Node:
     """`pilotfish worker` in a subprocess (see the module docstring)."""
 
-    def __init__(self, iface: str, data_dir: Path, *extra: str, node: str = "n1") -> None:
+    def __init__(
+        self,
+        iface: str,
+        data_dir: Path,
+        *extra: str,
+        node: str = "n1",
+        wrap: Callable[[list[str]], list[str]] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         argv = [sys.executable, "-m", "pilotfish", "worker", "-i", iface, "--capture"]
         argv += ["afpacket", "--port", str(self.port), "--data-dir", str(data_dir)]
         argv += ["--node", node, *extra]
+        if wrap is not None:  # e.g. `testbed.limits.Limits.argv`: it execs, the PID stays
+            argv = wrap(argv)
         self.log = data_dir.with_name(data_dir.name + ".stderr")
         with self.log.open("wb") as err:
             # a session of its own: a signal to its group reaches only the worker's processes
