@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 
 from bench import (
+    api_capture,
     api_load,
     bench_afpacket,
     bench_decode,
@@ -30,6 +31,7 @@ SUITES: dict[str, Callable[[], str]] = {
     "startup": startup.run,
     "hub": hub_query.run,
     "api": api_load.run,
+    "api-capture": api_capture.run,
 }
 
 

@@ -1,21 +1,14 @@
-"""The API under load: live-stream fan-out, and whether API load makes capture drop.
+"""The live stream's fan-out: entries from a capture-side sender to WebSocket clients.
 
-1. Live stream throughput.  An API process (uvicorn, `LocalBackend` with a feed socket, as
-   in a worker) receives entries from a `FeedSender` in this process at a fixed offered rate
-   for STREAM_S seconds; 1 or 20 WebSocket clients (asyncio, in a third process) subscribe
-   to /api/stream and count what arrives.  Per client: entries/s delivered and the share of
-   the offered entries; drops the server told about; entries the sender itself dropped.
-   Target: 20 clients at 5,000 entries/s each (a third case offers twice that, to show
-   the ceiling).
-2. Capture drops.  `pilotfish worker` captures a testbed bridge (AF_PACKET) while a client
-   pod sends HTTP requests to nginx at a fixed pace (one keep-alive connection, LOAD_PAUSE_S
-   between requests, LOAD_S seconds), once with the API idle and once with 20 WebSocket
-   clients streaming everything plus a loop of REST queries (entries, stats, service map).
-   Reported: requests sent, packets the capture received and dropped (kernel), entries
-   stored.  The two drop counts must be the same.
+An API process (uvicorn, `LocalBackend` with a feed socket, as in a worker) receives entries
+from a `FeedSender` in this process at a fixed offered rate for STREAM_S seconds; 1 or 20
+WebSocket clients (asyncio, in a third process) subscribe to /api/stream and count what
+arrives.  Per client: entries/s delivered and the share of the offered entries; drops the
+server told about; entries the sender itself dropped.  Target: 20 clients at 5,000
+entries/s each (a third case offers twice that, to show the ceiling).  The same clients
+and QUERIES serve `bench.api_capture`, where the entries come from real captured traffic.
 
-Bounded: every load is capped in time; processes are stopped by PID, the testbed removed.
-Needs root for part 2 (skipped otherwise).
+Bounded: every case is capped in time; processes are stopped by PID.
 """
 
 from __future__ import annotations
@@ -25,37 +18,34 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
-import sys
 import tempfile
-import threading
 import time
-import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from tests.integration.nodes import Node, free_port
+from tests.integration.nodes import free_port
 
 from bench.common import table
 from pilotfish.api.feedpipe import FeedSender
 from pilotfish.model import Endpoint, Entry, Payload
-from pilotfish.worker import read_stats
 
 STREAM_S = 3.0
 OFFERED_PER_S = 5_000
 STREAM_CASES = ((1, OFFERED_PER_S), (20, OFFERED_PER_S), (20, 2 * OFFERED_PER_S))
 TICK_S = 0.01
 DRAIN_S = 2.0
-LOAD_S = 4.0
-LOAD_PAUSE_S = 0.001
 QUERIES = (
     ("/api/entries", {"q": "http && status_code >= 200", "limit": "1000"}),
     ("/api/stats", {"q": "http", "bucket": "1"}),
     ("/api/servicemap", {"q": ""}),
     ("/api/entries", {"q": 'path.contains("items")', "limit": "500"}),
 )
+
+
+_BATCH = '{"type":"entries","count":'
 
 
 def sample_entry(i: int) -> Entry:
@@ -107,11 +97,36 @@ def _serve(data_dir: Path, port: int, sock: Path) -> None:
         serve_api(backend, "127.0.0.1", port, None)
 
 
-def _clients(port: int, count: int, conn: Connection, seconds: float) -> None:
-    conn.send(asyncio.run(_run_clients(port, count, conn, seconds)))
+class StreamClients:
+    """`count` WebSocket clients on /api/stream in a process of their own, all connected
+    when the constructor returns; `results()` gives (entries, drops told) per client once
+    the stream has been quiet for DRAIN_S."""
+
+    def __init__(self, port: int, count: int) -> None:
+        ctx = mp.get_context("fork")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_clients, args=(port, count, child), daemon=True)
+        self._proc.start()
+        if not self._conn.poll(30) or self._conn.recv() != "ready":
+            self.close()
+            raise RuntimeError("stream clients did not connect")
+
+    def results(self, timeout: float) -> list[tuple[int, int]]:
+        got: list[tuple[int, int]] = self._conn.recv() if self._conn.poll(timeout) else []
+        return got
+
+    def close(self) -> None:
+        self._proc.join(10)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(5)
 
 
-async def _run_clients(port: int, count: int, conn: Connection, seconds: float) -> list[Any]:
+def _clients(port: int, count: int, conn: Connection) -> None:
+    conn.send(asyncio.run(_run_clients(port, count, conn)))
+
+
+async def _run_clients(port: int, count: int, conn: Connection) -> list[Any]:
     """`count` clients reading until the stream has been silent for DRAIN_S (one watchdog
     for all, so the per-message path is just a receive and a prefix check)."""
     from websockets.asyncio.client import ClientConnection, connect
@@ -127,10 +142,11 @@ async def _run_clients(port: int, count: int, conn: Connection, seconds: float) 
             mine = counts[index]
             with contextlib.suppress(Exception):
                 async for message in ws:
-                    if message.startswith('{"type":"entry"'):
-                        mine[0] += 1
+                    if message.startswith(_BATCH):
+                        mine[0] += int(message[len(_BATCH) : message.index(",", len(_BATCH))])
                     else:
-                        mine[1] += int(json.loads(message).get("count", 0))
+                        told = json.loads(message)
+                        mine[1] += int(told.get("count", 0)) + int(told.get("unfiltered", 0))
 
     tasks = [asyncio.create_task(one(i)) for i in range(count)]
     while len(sockets) < count:
@@ -158,16 +174,12 @@ def stream_case(
         server.start()
         try:
             _wait_http(f"http://127.0.0.1:{port}/readyz")
-            parent, child = ctx.Pipe()
-            reader = ctx.Process(target=_clients, args=(port, clients, child, seconds), daemon=True)
-            reader.start()
-            if not parent.poll(30) or parent.recv() != "ready":
-                raise RuntimeError("stream clients did not connect")
+            reader = StreamClients(port, clients)
             sender = FeedSender(sock)
             entries = [sample_entry(i) for i in range(1000)]
             offered = _publish(sender, entries, offered_per_s, seconds)
-            results = parent.recv() if parent.poll(seconds + 60) else []
-            reader.join(10)
+            results = reader.results(seconds + 60)
+            reader.close()
         finally:
             server.terminate()
             server.join(10)
@@ -243,103 +255,9 @@ def stream_table(cases: list[StreamCase]) -> str:
     )
 
 
-# --- part 2: capture drops with and without API load -------------------------------------------
-
-
-@dataclass
-class CaptureCase:
-    mode: str
-    sent: int
-    received: int
-    dropped: int
-    entries: int
-    streamed: int
-    queries: int
-
-
-def capture_case(loaded: bool) -> CaptureCase:
-    from pilotfish.testbed.load import run_load
-    from pilotfish.testbed.netns import Testbed
-    from pilotfish.testbed.services import start_nginx
-
-    with Testbed() as tb, tempfile.TemporaryDirectory(prefix="pf-bench-") as tmp:
-        client, web = tb.add_pod("client"), tb.add_pod("web")
-        nginx = start_nginx(tb, web)
-        node = Node(tb.bridge, Path(tmp) / "data")
-        ctx = mp.get_context("fork")
-        stop = threading.Event()
-        queries = [0]
-        reader = None
-        parent = None
-        try:
-            if loaded:
-                parent, child = ctx.Pipe()
-                reader = ctx.Process(
-                    target=_clients, args=(node.port, 20, child, LOAD_S), daemon=True
-                )
-                reader.start()
-                if not parent.poll(30) or parent.recv() != "ready":
-                    raise RuntimeError("stream clients did not connect")
-                threading.Thread(
-                    target=_query_loop, args=(node, stop, queries), daemon=True
-                ).start()
-            url = f"{nginx.url}/api/v1/items"
-            load = run_load(tb, client, [url], 1_000_000, LOAD_S, LOAD_PAUSE_S)
-            time.sleep(1.5)  # the ring's last block, the reorder delay, a commit
-            stop.set()
-            streamed = 0
-            if parent is not None and parent.poll(LOAD_S + 60):
-                streamed = sum(r[0] for r in parent.recv())
-            entries = len(node.entries("http"))
-        finally:
-            stop.set()
-            node.stop()
-            if reader is not None:
-                reader.join(10)
-        stats = read_stats(Path(tmp) / "data" / "stats.json")
-    capture = stats.get("capture", {})
-    return CaptureCase(
-        "20 WS clients + query loop" if loaded else "API idle",
-        load.sent,
-        int(capture.get("received", 0)),
-        int(capture.get("dropped", 0)),
-        entries,
-        streamed,
-        queries[0],
-    )
-
-
-def _query_loop(node: Node, stop: threading.Event, count: list[int]) -> None:
-    while not stop.is_set():
-        for path, params in QUERIES:
-            with contextlib.suppress(OSError):
-                node.get(path, **params)
-                count[0] += 1
-
-
-def capture_table(cases: list[CaptureCase]) -> str:
-    rows = [
-        (c.mode, c.sent, c.received, c.dropped, c.entries, c.streamed, c.queries) for c in cases
-    ]
-    return table(
-        f"capture while the API works (HTTP at a fixed pace, {LOAD_S:.0f} s, AF_PACKET on "
-        "the testbed bridge)",
-        ("API", "requests", "packets", "kernel drops", "entries", "streamed", "queries"),
-        rows,
-    )
-
-
 def run() -> str:
-    out = [stream_table([stream_case(n, rate) for n, rate in STREAM_CASES])]
-    if os.geteuid() == 0:
-        out.append(capture_table([capture_case(False), capture_case(True)]))
-    else:
-        out.append("capture drops: skipped (needs root for network namespaces)")
-    return "\n\n".join(out)
+    return stream_table([stream_case(n, rate) for n, rate in STREAM_CASES])
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "stream":
-        print(stream_table([stream_case(n, rate) for n, rate in STREAM_CASES]))
-    else:
-        print(run())
+    print(run())
