@@ -1,4 +1,4 @@
-"""Build steps beyond pyproject.toml: the AF_XDP ring helper (cffi) and the compiled hot path.
+"""Build steps beyond pyproject.toml: the capture ring helpers (cffi) and the compiled hot path.
 
 The modules every packet and every message pass through are compiled with mypyc (from their
 own typed source; nothing else changes), and one scanner is written in Cython.
@@ -42,6 +42,12 @@ CYTHON = [
     "src/pilotfish/dissect/_headscan.pyx",
 ]
 
+# Small C helpers for the capture rings, built with cffi (a builder's `ffibuilder`).
+CFFI = [
+    "src/pilotfish/capture/_xsk_build.py",
+    "src/pilotfish/capture/_pfdrain_build.py",
+]
+
 ext_modules = cythonize(CYTHON, quiet=True)
 if os.environ.get("PILOTFISH_PURE", "") != "1":
     from mypyc.build import mypycify
@@ -49,6 +55,6 @@ if os.environ.get("PILOTFISH_PURE", "") != "1":
     ext_modules += mypycify(COMPILED, opt_level="3", debug_level="0")
 
 setup(
-    cffi_modules=["src/pilotfish/capture/_xsk_build.py:ffibuilder"],
+    cffi_modules=[f"{path}:ffibuilder" for path in CFFI],
     ext_modules=ext_modules,
 )

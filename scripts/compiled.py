@@ -1,5 +1,5 @@
-"""Is the compiled hot path (the modules `setup.py` lists in COMPILED and CYTHON) built from
-the source now in the tree?
+"""Is the compiled hot path (the modules `setup.py` lists in COMPILED and CYTHON, and the
+cffi builders in CFFI) built from the source now in the tree?
 
     python scripts/compiled.py check   exit 0 when it is (or nothing is compiled), 1 when not
     python scripts/compiled.py stamp   record the current source as built
@@ -26,7 +26,7 @@ def compiled_sources() -> list[Path]:
     found: list[Path] = []
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id in ("COMPILED", "CYTHON") for t in node.targets
+            isinstance(t, ast.Name) and t.id in ("COMPILED", "CYTHON", "CFFI") for t in node.targets
         ):
             found += [ROOT / str(name) for name in ast.literal_eval(node.value)]
     return found

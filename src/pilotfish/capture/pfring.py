@@ -5,8 +5,10 @@ system's `pfring` library; each ring is opened with `pfring_open` (PF_RING_PROMI
 PF_RING_TIMESTAMP always), named with `pfring_set_application_name`, given the capture filter
 with `pfring_set_bpf_filter` and started with `pfring_enable_ring`.  Frames are Ethernet.
 
-`batches()` drains each ring without waiting (`pfring_recv` in zero-copy mode, buffer_len 0,
-copying each packet out once) up to `MAX_BATCH` frames, and when every ring is empty waits
+`batches()` drains each ring without waiting (`pfring_recv` in zero-copy mode, buffer_len 0)
+up to `MAX_BATCH` frames: the compiled helper `_pfdrain` (built from `_pfdrain_build.py`)
+calls `pfring_recv` in a C loop and copies the frames back to back into one buffer, so
+Python makes one call per ring per batch, not one per packet.  When every ring is empty it waits
 in poll() on the rings' selectable descriptors and a wake-up pipe, with a short timeout, so
 `close()` (safe twice, from any thread or a signal handler) ends it promptly.  A library that
 offers no selectable descriptor is waited on with `pfring_poll` for the same short time
@@ -15,7 +17,8 @@ instead.  After `close()`, `batches()` first hands over what the rings still hol
 `batches()` is running.
 
 Counters: `received`/`bytes` as handed over; `dropped` is the sum of `pfring_stats().drop`
-(cumulative in the library); `extra["shunt"]` its shunted packets; frames whose header says
+(cumulative in the library), all of them drops of a full ring, so `extra["ring_dropped"]`
+repeats it; `extra["shunt"]` its shunted packets; frames whose header says
 caplen > len or whose pointer is NULL are skipped and counted in `extra["bad_headers"]`;
 failed `pfring_recv` calls are counted in `extra["recv_errors"]`.
 """
@@ -25,13 +28,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import importlib
 import os
 import select
 import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from pilotfish.capture.base import (
     LINKTYPE_ETHERNET,
@@ -54,15 +58,10 @@ PROC_PF_RING: Final = Path("/proc/net/pf_ring")
 PF_RING_PROMISC: Final = 1 << 3
 PF_RING_TIMESTAMP: Final = 1 << 4
 MAX_BATCH: Final = 4096
+BATCH_BUFFER: Final = 8 << 20  # bytes of frames per batch (a batch ends before overflowing)
 DRAIN_BATCHES: Final = 64  # after close(): at most this many more batches are handed over
 _POLL_MS: Final = 100
 
-# struct pfring_pkthdr (packed): struct timeval ts; u_int32 caplen; u_int32 len; then the
-# extended header (timestamp_ns u64, flags u32, rx_direction u8, port_id u8, device_id u16,
-# if_index i32, pkt_hash u32, ...).  The whole header is 209 bytes in current PF_RING; a
-# larger buffer is handed over so a future layout cannot write past it.
-PKTHDR: Final = struct.Struct("=qqII")
-PKTHDR_BUFFER: Final = 512
 # pfring_stat: recv, drop, shunt (u_int64 each)
 PFRING_STAT: Final = struct.Struct("=QQQ")
 
@@ -73,6 +72,17 @@ def find_library(library: str | None = None) -> str:
     if not name:
         raise SourceUnavailable(NAME, NOT_FOUND)
     return name
+
+
+def load_helper() -> tuple[Any, Any]:
+    """The compiled receive loop's (ffi, lib), or SourceUnavailable with the reason."""
+    try:
+        mod = importlib.import_module("pilotfish.capture._pfdrain")
+    except ImportError as exc:
+        raise SourceUnavailable(
+            NAME, f"PF_RING receive helper not built (reinstall pilotfish): {exc}"
+        ) from exc
+    return mod.ffi, mod.lib
 
 
 def load_library(name: str) -> ctypes.CDLL:
@@ -120,13 +130,14 @@ def open_reason(code: int, device: str) -> str:
 class _Ring:
     """One opened pfring handle and the buffers reused for every packet."""
 
-    def __init__(self, lib: ctypes.CDLL, handle: int, device: str) -> None:
+    def __init__(self, lib: ctypes.CDLL, handle: int, device: str, ffi: Any) -> None:
         self.lib = lib
         self.handle = handle
         self.device = device
         self.fd = lib.pfring_get_selectable_fd(handle)
-        self.pointer = ctypes.c_void_p()
-        self.header = ctypes.create_string_buffer(PKTHDR_BUFFER)
+        # the same handle and pfring_recv, as the compiled receive loop takes them
+        self.c_handle = ffi.cast("void *", handle)
+        self.c_recv = ffi.cast("void *", ctypes.cast(lib.pfring_recv, ctypes.c_void_p).value)
         self.stat = ctypes.create_string_buffer(PFRING_STAT.size)
         self.drop = 0
         self.shunt = 0
@@ -134,6 +145,35 @@ class _Ring:
     def read_stats(self) -> None:
         if self.lib.pfring_stats(self.handle, self.stat) == 0:
             _recv, self.drop, self.shunt = PFRING_STAT.unpack(self.stat.raw)
+
+
+class _Buffers:
+    """The helper's output arrays for one batch, allocated once per source."""
+
+    def __init__(self, ffi: Any) -> None:
+        self.data = ffi.new("uint8_t[]", BATCH_BUFFER)
+        self.caplens = ffi.new("uint32_t[]", MAX_BATCH)
+        self.wirelens = ffi.new("uint32_t[]", MAX_BATCH)
+        self.stamps = ffi.new("double[]", MAX_BATCH)
+        self.counts = ffi.new("uint64_t[2]")  # bad headers, failed recv calls (cumulative)
+        self._view = memoryview(ffi.buffer(self.data))
+        self._caplens = memoryview(ffi.buffer(self.caplens)).cast("I")
+        self._wirelens = memoryview(ffi.buffer(self.wirelens)).cast("I")
+        self._stamps = memoryview(ffi.buffer(self.stamps)).cast("d")
+
+    def collect(self, out: list[Frame], n: int) -> int:
+        """Append the `n` frames the helper wrote to `out`; return their captured bytes."""
+        sizes = self._caplens[:n].tolist()
+        total = sum(sizes)
+        data = bytes(self._view[:total])
+        append = out.append
+        off = 0
+        for size, wirelen, ts in zip(
+            sizes, self._wirelens[:n].tolist(), self._stamps[:n].tolist(), strict=True
+        ):
+            append((ts, LINKTYPE_ETHERNET, data[off : off + size], wirelen))
+            off += size
+        return total
 
 
 class PfRingSource:
@@ -145,6 +185,8 @@ class PfRingSource:
         self.options = options
         self._library = library
         self._lib: ctypes.CDLL | None = None
+        self._ffi: Any = None
+        self._helper: Any = None
         self._rings: list[_Ring] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -156,8 +198,10 @@ class PfRingSource:
         self._reason = ""
         self._final: CaptureStats | None = None
         self._iterating = False
+        self._buffers: _Buffers | None = None
 
     def open(self) -> None:
+        self._ffi, self._helper = load_helper()
         lib = self._lib = load_library(find_library(self._library))
         devices = list(self.options.interfaces) or ["any"]
         try:
@@ -175,7 +219,7 @@ class PfRingSource:
         handle = lib.pfring_open(device.encode(), self.options.snaplen, flags)
         if not handle:
             raise SourceUnavailable(NAME, open_reason(ctypes.get_errno(), device))
-        ring = _Ring(lib, handle, device)
+        ring = _Ring(lib, handle, device, self._ffi)
         try:
             lib.pfring_set_application_name(handle, APP_NAME)
             if self.options.bpf and lib.pfring_set_bpf_filter(handle, self.options.bpf.encode()):
@@ -233,29 +277,30 @@ class PfRingSource:
     def _drain(self) -> list[Frame]:
         """Up to MAX_BATCH frames from the rings, without waiting."""
         frames: list[Frame] = []
-        append = frames.append
-        unpack = PKTHDR.unpack_from
-        string_at = ctypes.string_at
-        nbytes = 0
+        buffers = self._buffers
+        if buffers is None:
+            buffers = self._buffers = _Buffers(self._ffi)
+        snap = min(self.options.snaplen, BATCH_BUFFER)
         for ring in self._rings:
-            recv = ring.lib.pfring_recv
-            handle, pointer, header = ring.handle, ring.pointer, ring.header
-            ref = ctypes.byref(pointer)
-            while len(frames) < MAX_BATCH:
-                got = recv(handle, ref, 0, header, 0)
-                if got <= 0:
-                    if got < 0:
-                        self._errors += 1
-                    break
-                sec, usec, caplen, wirelen = unpack(header)
-                address = pointer.value
-                if not address or caplen > wirelen:
-                    self._bad += 1
-                    continue
-                append((sec + usec * 1e-6, LINKTYPE_ETHERNET, string_at(address, caplen), wirelen))
-                nbytes += caplen
+            room = MAX_BATCH - len(frames)
+            if room <= 0:
+                break
+            n = self._helper.pf_ring_drain(
+                ring.c_recv,
+                ring.c_handle,
+                room,
+                snap,
+                buffers.data,
+                BATCH_BUFFER,
+                buffers.caplens,
+                buffers.wirelens,
+                buffers.stamps,
+                buffers.counts,
+            )
+            if n > 0:
+                self._bytes += buffers.collect(frames, n)
+        self._bad, self._errors = int(buffers.counts[0]), int(buffers.counts[1])
         self._received += len(frames)
-        self._bytes += nbytes
         return frames
 
     def stats(self) -> CaptureStats:
@@ -274,6 +319,7 @@ class PfRingSource:
             dropped=sum(ring.drop for ring in self._rings),
             bytes=self._bytes,
             extra={
+                "ring_dropped": sum(ring.drop for ring in self._rings),
                 "shunt": sum(ring.shunt for ring in self._rings),
                 "bad_headers": self._bad,
                 "recv_errors": self._errors,
