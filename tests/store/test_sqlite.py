@@ -435,3 +435,64 @@ def test_positions_restart_a_page_at_any_entry(store: SqliteStore) -> None:
     rising = store.query(q, limit=3, after=str(page.positions[-1]))
     assert rising.positions == sorted(rising.positions, reverse=True)
     assert [e.id for e in rising.entries] == [e.id for e in page.entries[:3]]
+
+
+# --- aggregates from cached parts -----------------------------------------------------------
+
+AGGREGATE_FILTERS = (
+    "",  # everything
+    "http && status_code >= 500",  # SQL
+    'path.matches("[05]$")',  # checked in Python (a bounded scan)
+    'timestamp > now() - duration("100000h")',  # reads the clock: never cached
+)
+
+
+def _varied(i: int) -> Entry:
+    return make(
+        i,
+        protocol=("http", "http", "dns", "grpc")[i % 4],
+        status=(200, 503, 404, 200, None)[i % 5],
+        elapsed_us=None if i % 11 == 0 else (i * 7919) % 100_000,
+        src_pod=f"cart-{i % 3}",
+        dst_service=("api", "db", "")[i % 3],
+        path=f"/api/{i % 13}",
+        body="b" * 1500,
+        ts=T0 + i * 7.5,
+    )
+
+
+def test_cached_aggregates_equal_a_fresh_pass_while_entries_arrive_and_go(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "e.db"
+    writer = SqliteStore(path, 1 * MIB)
+    cached = SqliteStore(path, 1 * MIB, reader=True, aggregate_chunk=32, max_scan=150)
+    for start in range(0, 1200, 60):
+        writer.add([_varied(i) for i in range(start, start + 60)])
+        writer.commit()
+        fresh = SqliteStore(path, 1 * MIB, reader=True, aggregate_chunk=1 << 40, max_scan=150)
+        for text in AGGREGATE_FILTERS:
+            q = compile_query(text)
+            for group_by in ("", "protocol"):
+                assert cached.stats(q, 60, group_by, latency=True) == fresh.stats(
+                    q, 60, group_by, latency=True
+                ), (start, text, group_by)
+            assert cached.servicemap(q, latency=True) == fresh.servicemap(q, latency=True)
+        fresh.close()
+    counters = cached.counters()
+    assert writer.counters()["evicted"] > 0  # the oldest chunks were evicted on the way
+    assert counters["parts_hits"] > 0 and counters["parts_extended"] > 0
+    writer.close()
+    cached.close()
+
+
+def test_asking_again_groups_no_row_twice(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path / "e.db", 64 * MIB, aggregate_chunk=100)
+    s.add([_varied(i) for i in range(1000)])
+    s.commit()
+    first = s.servicemap(None)
+    computed = s.counters()["parts_computed"]
+    assert s.servicemap(None) == first
+    assert s.counters()["parts_computed"] == computed  # every part came from the cache
+    assert s.counters()["parts_hits"] == computed == 11  # rows 1..1000: chunks 0..10
+    s.close()

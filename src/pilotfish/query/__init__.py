@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from pilotfish.model import Entry
+from pilotfish.query import ast
 from pilotfish.query.check import check
 from pilotfish.query.errors import QueryError
 from pilotfish.query.fields import ALIASES, FIELDS, FUNCTIONS, catalog
@@ -45,13 +46,15 @@ def _everything(entry: Entry) -> bool:
 class Query:
     """A compiled filter: `match()` for entries, `sql()` for store pushdown."""
 
-    __slots__ = ("_checked", "clock", "match", "text")
+    __slots__ = ("_checked", "clock", "match", "text", "timeless")
 
     def __init__(self, text: str, clock: Callable[[], float] = time.time) -> None:
         self.text = text
         self.clock = clock
         tree = parse(text)
         self._checked = None if tree is None else check(tree)
+        # False when the answer depends on when it is asked (`now()`): never cache it
+        self.timeless = self._checked is None or not _reads_clock(self._checked.root)
         self.match: Callable[[Entry], bool] = (
             _everything if self._checked is None else build_predicate(self._checked, self._now)
         )
@@ -75,6 +78,12 @@ class Query:
 
     def __repr__(self) -> str:
         return f"Query({self.text!r})"
+
+
+def _reads_clock(node: ast.Node) -> bool:
+    if isinstance(node, ast.Call) and node.name == "now":
+        return True
+    return any(_reads_clock(child) for child in ast.children(node))
 
 
 def compile_query(text: str, clock: Callable[[], float] = time.time) -> Query:

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable
-from typing import Final
+from array import array
+from collections.abc import Iterable, MutableSequence, Sequence
+from typing import Any, Final
 
 from pilotfish.store.base import Bucket, Latency, MapEdge, MapNode, ServiceMap
 
@@ -54,7 +55,7 @@ NODE_COLUMNS: Final = (
 """The SELECT list that produces `MapRow`s from the entry table."""
 
 
-def percentile(ordered: list[int], p: float) -> float | None:
+def percentile(ordered: Sequence[int], p: float) -> float | None:
     """Nearest-rank percentile of already sorted values; None for no values."""
     if not ordered:
         return None
@@ -70,7 +71,7 @@ def _coarse(value: int) -> int:
     return value - value % step
 
 
-def histogram(ordered: list[int]) -> Latency:
+def histogram(ordered: Iterable[int]) -> Latency:
     """(value, count) pairs of sorted values; coarsened past MAX_BINS (module docstring)."""
     pairs: Latency = []
     for value in ordered:
@@ -122,13 +123,19 @@ def percentile_of(pairs: Latency, p: float) -> float | None:
     return percentiles_of(pairs, (p,))[0]
 
 
-class _Acc:
-    __slots__ = ("count", "errors", "latencies")
+class Acc:
+    """Count, errors and answered latencies of one bucket or edge.
+
+    Built by `add`; `freeze` sorts the latencies into a compact array, after which the
+    record is only read (cached partial aggregates share it between calls)."""
+
+    __slots__ = ("count", "errors", "latencies", "sorted")
 
     def __init__(self) -> None:
         self.count = 0
         self.errors = 0
-        self.latencies: list[int] = []
+        self.latencies: MutableSequence[int] = []
+        self.sorted = False
 
     def add(self, elapsed: int, answered: int, error: int) -> None:
         self.count += 1
@@ -136,24 +143,83 @@ class _Acc:
         if answered:
             self.latencies.append(elapsed)
 
-    def ordered(self) -> list[int]:
-        self.latencies.sort()
+    def ordered(self) -> Sequence[int]:
+        if not self.sorted:
+            self.latencies = sorted(self.latencies)
+            self.sorted = True
         return self.latencies
 
+    def freeze(self) -> Acc:
+        if not isinstance(self.latencies, array):
+            self.latencies = array("q", self.ordered())
+        return self
 
-def buckets(rows: Iterable[BucketRow], bucket_s: float, latency: bool = False) -> list[Bucket]:
-    """Group rows by time bucket (start = floor(ts / bucket_s) * bucket_s) and group."""
+    def nbytes(self) -> int:
+        """About what the record holds in memory with its key (for cache bounds)."""
+        return 8 * len(self.latencies) + 300
+
+
+Groups = dict[Any, Acc]
+"""Accumulators by key: (bucket index, group) for stats, (source, target, protocol) for edges."""
+
+
+def bucket_groups(rows: Iterable[BucketRow], bucket_s: float) -> Groups:
+    """Rows grouped by time bucket (index = floor(ts / bucket_s)) and group."""
     if not bucket_s > 0 or math.isinf(bucket_s):
         raise ValueError(f"bucket_s must be a positive number of seconds, not {bucket_s!r}")
-    accs: dict[tuple[int, str], _Acc] = {}
+    accs: Groups = {}
     for ts, group, elapsed, answered, error in rows:
         key = (math.floor(ts / bucket_s), group)
         acc = accs.get(key)
         if acc is None:
-            acc = accs[key] = _Acc()
+            acc = accs[key] = Acc()
         acc.add(elapsed, answered, error)
+    return accs
+
+
+def edge_groups(rows: Iterable[MapRow]) -> Groups:
+    """Rows grouped by edge: (source node key, target node key, protocol)."""
+    edges: Groups = {}
+    for source, target, protocol, elapsed, answered, error in rows:
+        key = (source, target, protocol)
+        acc = edges.get(key)
+        if acc is None:
+            acc = edges[key] = Acc()
+        acc.add(elapsed, answered, error)
+    return edges
+
+
+def merge_groups(parts: Sequence[Groups]) -> Groups:
+    """The groups of several disjoint row sets as one; the inputs are left as they were."""
+    if len(parts) == 1:
+        return parts[0]
+    runs: dict[Any, list[Acc]] = {}
+    for groups in parts:
+        for key, acc in groups.items():
+            have = runs.get(key)
+            if have is None:
+                runs[key] = [acc]
+            else:
+                have.append(acc)
+    out: Groups = {}
+    for key, accs in runs.items():
+        if len(accs) == 1:
+            out[key] = accs[0]
+            continue
+        merged = out[key] = Acc()
+        latencies: list[int] = []
+        for acc in accs:
+            merged.count += acc.count
+            merged.errors += acc.errors
+            latencies.extend(acc.latencies)
+        merged.latencies = latencies  # sorted runs: `ordered` merges them in linear time
+    return out
+
+
+def buckets_of(groups: Groups, bucket_s: float, latency: bool = False) -> list[Bucket]:
+    """The stats buckets of grouped rows, in time and group order."""
     out: list[Bucket] = []
-    for (index, group), acc in sorted(accs.items()):
+    for (index, group), acc in sorted(groups.items(), key=lambda item: item[0]):
         ordered = acc.ordered()
         out.append(
             Bucket(
@@ -170,6 +236,11 @@ def buckets(rows: Iterable[BucketRow], bucket_s: float, latency: bool = False) -
     return out
 
 
+def buckets(rows: Iterable[BucketRow], bucket_s: float, latency: bool = False) -> list[Bucket]:
+    """Group rows by time bucket (start = floor(ts / bucket_s) * bucket_s) and group."""
+    return buckets_of(bucket_groups(rows, bucket_s), bucket_s, latency)
+
+
 def node_from_key(key: str) -> MapNode:
     """The node of a key: a service, else a pod, else a name, else the bare address."""
     kind, namespace, name = key.split(_SEP, 2)
@@ -179,15 +250,8 @@ def node_from_key(key: str) -> MapNode:
     return MapNode(node_id, name, namespace, kind)
 
 
-def service_map(rows: Iterable[MapRow], latency: bool = False) -> ServiceMap:
-    """Nodes and edges (source -> target per protocol) with counts, errors, p50/p95."""
-    edges: dict[tuple[str, str, str], _Acc] = {}
-    for source, target, protocol, elapsed, answered, error in rows:
-        key = (source, target, protocol)
-        acc = edges.get(key)
-        if acc is None:
-            acc = edges[key] = _Acc()
-        acc.add(elapsed, answered, error)
+def map_of(edges: Groups, latency: bool = False) -> ServiceMap:
+    """The service map of rows grouped by edge."""
     nodes: dict[str, MapNode] = {}
     out_edges = []
     for (source, target, protocol), acc in edges.items():
@@ -209,3 +273,8 @@ def service_map(rows: Iterable[MapRow], latency: bool = False) -> ServiceMap:
         )
     out_edges.sort(key=lambda e: (e.source, e.target, e.protocol))
     return ServiceMap(nodes=[nodes[k] for k in sorted(nodes)], edges=out_edges)
+
+
+def service_map(rows: Iterable[MapRow], latency: bool = False) -> ServiceMap:
+    """Nodes and edges (source -> target per protocol) with counts, errors, p50/p95."""
+    return map_of(edge_groups(rows), latency)

@@ -86,6 +86,9 @@ class StreamRef(msgspec.Struct, frozen=True):
 class Query(Protocol):
     """What the store needs of a compiled query (see pilotfish.query)."""
 
+    text: str  # the filter as written: with `timeless`, a key for cached aggregates
+    timeless: bool  # False when the answer depends on when it is asked (`now()`)
+
     def match(self, entry: Entry) -> bool: ...
 
     def sql(self, columns: Any) -> Any: ...

@@ -25,6 +25,9 @@ Bounds (see docs/store.md):
   match or `max_scan` rows (200,000) were examined; the page then carries the cursor where
   the scan stopped, so a client continues from there.  Aggregates (`stats`, `servicemap`,
   `streams`) read at most `max_aggregate` rows (1,000,000) when exact, `max_scan` otherwise.
+  `stats` and `servicemap` keep their grouped rows per chunk of `aggregate_chunk` row
+  numbers in a bounded cache (`store.partials`), so asking again groups only the rows added
+  or touched by eviction since; the answer is the same as one pass over the rows.
 - Bad input: an entry that cannot be stored (text with lone surrogates, integers past 64
   bits) is skipped and counted in `counters()["rejected"]`; the rest of its batch is kept.
 - Cursors are decimal row sequence numbers, opaque to clients; a malformed one is a
@@ -46,7 +49,7 @@ import msgspec
 
 from pilotfish.model import Entry
 from pilotfish.query.sql import SQLITE_SETUP, SqlWhere
-from pilotfish.store import aggregate, schema
+from pilotfish.store import aggregate, partials, schema
 from pilotfish.store.base import Bucket, Page, Query, ServiceMap, StreamRef
 
 MAX_LIMIT: Final = 10_000
@@ -81,6 +84,7 @@ class SqliteStore:
         max_limit: int = MAX_LIMIT,
         max_scan: int = MAX_SCAN,
         max_aggregate: int = MAX_AGGREGATE,
+        aggregate_chunk: int = partials.CHUNK,
     ) -> None:
         if storage_limit < _MIN_LIMIT:
             raise ValueError(f"storage_limit must be at least {_MIN_LIMIT} bytes")
@@ -92,6 +96,8 @@ class SqliteStore:
         self._max_limit = max_limit
         self._max_scan = max_scan
         self._max_aggregate = max_aggregate
+        self._parts = partials.PartCache()
+        self._chunk = aggregate_chunk
         self._wal_budget = max(min(storage_limit // 8, 16 * 1024 * 1024), 64 * 1024)
         self._batch_bytes = max(storage_limit // 32, 16 * 1024)
         # one committing transaction (a batch plus an eviction step) can add this much WAL
@@ -342,13 +348,59 @@ class SqliteStore:
         """Count, errors and latency percentiles per time bucket (and group)."""
         if group_by and group_by not in schema.GROUPABLE:
             raise ValueError(f"cannot group by {group_by!r}")
+        if not bucket_s > 0 or math.isinf(bucket_s):
+            raise ValueError(f"bucket_s must be a positive number of seconds, not {bucket_s!r}")
         group = f"CAST({schema.COLUMNS[group_by]} AS TEXT)" if group_by else "''"
-        rows = self._rows(query, f"ts, {group}, elapsed, answered, error")
-        return aggregate.buckets(rows, bucket_s, latency)
+        groups = self._grouped(
+            query,
+            ("stats", bucket_s, group_by),
+            f"ts, {group}, elapsed, answered, error",
+            lambda rows: aggregate.bucket_groups(rows, bucket_s),
+        )
+        return aggregate.buckets_of(groups, bucket_s, latency)
 
     def servicemap(self, query: Query | None, latency: bool = False) -> ServiceMap:
         """Workloads and the calls between them (see `aggregate.service_map`)."""
-        return aggregate.service_map(self._rows(query, aggregate.NODE_COLUMNS), latency)
+        groups = self._grouped(query, ("map",), aggregate.NODE_COLUMNS, aggregate.edge_groups)
+        return aggregate.map_of(groups, latency)
+
+    def _grouped(
+        self,
+        query: Query | None,
+        asked: tuple[Any, ...],
+        columns: str,
+        group: Callable[[Iterator[tuple[Any, ...]]], aggregate.Groups],
+    ) -> aggregate.Groups:
+        """Matching rows grouped, from cached parts where they still hold (`partials`)."""
+        where = _where(query)
+        bound = self._max_aggregate if where.exact else self._max_scan
+
+        def compute(lo: int, hi: int, limit: int | None) -> partials.Part:
+            tally = [0]
+            ranged = lo > oldest or hi < newest
+            most = bound if limit is None else limit
+            rows = self._range_rows(query, where, columns, lo, hi, most, tally, ranged)
+            groups = group(rows)
+            return partials.frozen(lo, hi, groups, tally[0])
+
+        self._db.execute("BEGIN")  # one snapshot for every part
+        try:
+            oldest, newest = self._db.execute("SELECT min(seq), max(seq) FROM entries").fetchone()
+            if oldest is None:
+                return {}
+            parts = partials.collect(
+                self._parts,
+                (*asked, "" if query is None else query.text),
+                compute,
+                oldest,
+                newest,
+                bound,
+                cacheable=query is None or query.timeless,
+                chunk=self._chunk,
+            )
+        finally:
+            self._db.execute("COMMIT")
+        return aggregate.merge_groups([p.groups for p in parts])
 
     def streams(self, query: Query | None, limit: int = 10_000) -> list[StreamRef]:
         """The flows of matching entries (newest first), each with its time span."""
@@ -375,32 +427,56 @@ class SqliteStore:
     def _rows(self, query: Query | None, columns: str) -> Iterator[tuple[Any, ...]]:
         """Selected columns of matching rows, newest first, within the aggregate bounds."""
         where = _where(query)
+        bound = self._max_aggregate if where.exact else self._max_scan
+        yield from self._range_rows(query, where, columns, 0, self._top(), bound, [0], False)
+
+    def _range_rows(
+        self,
+        query: Query | None,
+        where: SqlWhere,
+        columns: str,
+        lo: int,
+        hi: int,
+        limit: int,
+        tally: list[int],
+        ranged: bool = True,
+    ) -> Iterator[tuple[Any, ...]]:
+        """Selected columns of the matching rows numbered lo..hi, newest first; at most
+        `limit` matches when the filter is exact SQL, else at most `limit` candidate rows
+        checked in Python.  `tally[0]` counts those rows as they go.  `ranged=False` says
+        lo..hi is the whole table."""
+        # Over the whole table the seq range is left out, so the planner can pick the
+        # filter's index instead of the rowid range (scans keep `seq <= hi` to page).
+        low, bounds = ("seq >= ? AND ", [lo]) if ranged else ("", [])
         if where.exact:
-            yield from self._db.execute(
-                f"SELECT {columns} FROM entries WHERE {where.clause} ORDER BY seq DESC LIMIT ?",
-                [*where.params, self._max_aggregate],
-            )
+            if ranged:
+                low, bounds = "seq >= ? AND seq <= ? AND ", [lo, hi]
+            for row in self._db.execute(
+                f"SELECT {columns} FROM entries WHERE {low}{where.clause} "
+                "ORDER BY seq DESC LIMIT ?",
+                [*bounds, *where.params, limit],
+            ):
+                tally[0] += 1
+                yield row
             return
         assert query is not None
         match = query.match
         decode = schema.BLOB_DECODER.decode
-        hi = self._top()
-        examined = 0
         sql = (
-            f"SELECT seq, blob, {columns} FROM entries WHERE seq <= ? AND {where.clause} "
-            "ORDER BY seq DESC LIMIT ?"
+            f"SELECT seq, blob, {columns} FROM entries WHERE {low}seq <= ? "
+            f"AND {where.clause} ORDER BY seq DESC LIMIT ?"
         )
-        while examined < self._max_scan:
-            chunk = min(SCAN_CHUNK, self._max_scan - examined)
-            rows = self._db.execute(sql, [hi, *where.params, chunk]).fetchall()
-            examined += len(rows)
+        while tally[0] < limit and hi >= lo:
+            chunk = min(SCAN_CHUNK, limit - tally[0])
+            rows = self._db.execute(sql, [*bounds, hi, *where.params, chunk]).fetchall()
+            tally[0] += len(rows)
+            self._counters["scanned"] += len(rows)
             for row in rows:
                 if match(decode(row[1])):
                     yield row[2:]
             if len(rows) < chunk:
                 break
             hi = rows[-1][0] - 1
-        self._counters["scanned"] += examined
 
     def _top(self) -> int:
         row = self._db.execute("SELECT max(seq) FROM entries").fetchone()
@@ -418,8 +494,10 @@ class SqliteStore:
 
     def counters(self) -> dict[str, int]:
         """added, committed, rejected (unstorable text), evicted (entries), evictions
-        (batches), scanned (rows decoded by Python filters)."""
-        return dict(self._counters)
+        (batches), scanned (rows decoded by Python filters), and the aggregate cache's
+        parts_hits, parts_extended, parts_computed, parts_evicted."""
+        parts = {f"parts_{k}": v for k, v in self._parts.counters.items()}
+        return {**self._counters, **parts}
 
     def close(self) -> None:
         try:
