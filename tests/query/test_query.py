@@ -182,3 +182,17 @@ def test_hostile_inputs_fail_cleanly(text: str) -> None:
     except QueryError:
         return
     assert query.match(_entry()) in (True, False)
+
+
+@pytest.mark.parametrize(
+    ("text", "timeless"),
+    [
+        ("", True),
+        ('http && status_code >= 500 && path.startsWith("/api")', True),
+        ('timestamp > timestamp("2026-01-01T00:00:00Z")', True),
+        ('timestamp > now() - duration("15m")', False),
+        ("http && (status_code > 400 || [now()].size() > 0)", False),
+    ],
+)
+def test_a_query_says_whether_its_answer_depends_on_the_clock(text: str, timeless: bool) -> None:
+    assert compile_query(text).timeless is timeless
