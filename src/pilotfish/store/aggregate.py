@@ -23,6 +23,7 @@ from __future__ import annotations
 import heapq
 import math
 from array import array
+from collections import Counter
 from collections.abc import Iterable, MutableSequence, Sequence
 from typing import Any, Final
 
@@ -73,12 +74,7 @@ def _coarse(value: int) -> int:
 
 def histogram(ordered: Iterable[int]) -> Latency:
     """(value, count) pairs of sorted values; coarsened past MAX_BINS (module docstring)."""
-    pairs: Latency = []
-    for value in ordered:
-        if pairs and pairs[-1][0] == value:
-            pairs[-1] = (value, pairs[-1][1] + 1)
-        else:
-            pairs.append((value, 1))
+    pairs: Latency = list(Counter(ordered).items())  # counted in C, first-seen (sorted) order
     return pairs if len(pairs) <= MAX_BINS else merge_latency([pairs], coarse=True)
 
 
