@@ -23,8 +23,10 @@ frame that does not fit a UMEM frame is dropped by the kernel and counted.
 bpffs is mounted at /sys/fs/bpf when absent (libxdp's dispatcher needs it) and left mounted.
 
 Counters: `received`/`bytes` are frames/bytes handed over; `dropped` = XSK rx_dropped +
-rx_ring_full (XDP_STATISTICS);
-`if_dropped` = frames the mirror veths dropped; `extra` reports the attach mode obtained
+rx_ring_full (XDP_STATISTICS); the part of it a full ring caused, `extra["ring_dropped"]`,
+is rx_ring_full + rx_fill_ring_empty_descs (no free UMEM frame: the kernel counts such a
+frame in rx_dropped too), at most `dropped`; the rest of rx_dropped is frames too large for
+a UMEM frame.  `if_dropped` = frames the mirror veths dropped; `extra` reports the attach mode obtained
 (`xdp_mode` native|skb), `zerocopy` and the raw XDP counters.
 
 Declines (SourceUnavailable, one reason each): helper not built / libxdp not loadable, no
@@ -163,6 +165,13 @@ def umem_geometry(mtu: int, frames: int, frame_size: int, page_size: int) -> tup
     if frame_size < page_size and check_frame_geometry(mtu, page_size, page_size) is None:
         return max(64, frames * frame_size // page_size), page_size
     raise ValueError(check_frame_geometry(mtu, max(frame_size, page_size), page_size) or why)
+
+
+def xdp_drops(counters: dict[str, int]) -> tuple[int, int]:
+    """(dropped, ring_dropped) from the XDP_STATISTICS counters (see the module docstring)."""
+    dropped = counters["rx_dropped"] + counters["rx_ring_full"]
+    ring = counters["rx_ring_full"] + counters["rx_fill_ring_empty_descs"]
+    return dropped, min(ring, dropped)
 
 
 @dataclass
@@ -445,9 +454,10 @@ class AfXdpSource:
                 for i in range(6):
                     totals[i] += out[i]
         st = self._stats
-        st.dropped = totals[0] + totals[3]
+        counters = dict(zip(_XDP_COUNTERS, totals, strict=True))
+        st.dropped, ring_dropped = xdp_drops(counters)
         st.if_dropped = sum(s.mirror.dropped() for s in self._sockets)
-        st.extra = dict(zip(_XDP_COUNTERS, totals, strict=True))
+        st.extra = {"ring_dropped": ring_dropped, **counters}
         st.extra["xdp_mode"] = ",".join(sorted({s.mode for s in self._sockets}))
         st.extra["zerocopy"] = int(all(s.zerocopy for s in self._sockets))
         st.extra["mirrors"] = ",".join(s.mirror.veth_b for s in self._sockets)

@@ -11,7 +11,8 @@
  * buffer_len is 0 (the zero-copy convention).
  *
  * Build with -DSHIM_FAIL_ERRNO=<errno> to get a pfring_open that always fails with that
- * errno (to exercise the caller's diagnosis).
+ * errno (to exercise the caller's diagnosis); -DSHIM_QUEUE_BYTES=<n> sizes the socket queue
+ * (default 32 MiB), so a test can fill it.
  */
 #include <errno.h>
 #include <net/if.h>
@@ -30,6 +31,9 @@
 
 #define SHIM_PROMISC (1 << 3)
 #define SHIM_BUFFER 262144
+#ifndef SHIM_QUEUE_BYTES
+#define SHIM_QUEUE_BYTES (32 << 20)
+#endif
 
 struct pfring_pkthdr {
 	struct timeval ts;
@@ -79,7 +83,7 @@ pfring *pfring_open(const char *device_name, uint32_t caplen, uint32_t flags)
 	}
 	ring->fd = fd;
 	/* a ring-sized queue, as PF_RING's own slots would be */
-	int queue = 32 << 20;
+	int queue = SHIM_QUEUE_BYTES;
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &queue, sizeof(queue)) != 0)
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &queue, sizeof(queue));
 	ring->ifindex = (int)ifindex;
