@@ -39,6 +39,7 @@ COMPILED = [
 CYTHON = [
     "src/pilotfish/capture/_pcaprecords.pyx",
     "src/pilotfish/capture/_tpwalk.pyx",
+    "src/pilotfish/capture/_xskframes.pyx",
     "src/pilotfish/decode/_fastl4.pyx",
     "src/pilotfish/dissect/_headscan.pyx",
 ]

@@ -526,6 +526,40 @@ def test_close_hands_over_what_the_rx_ring_holds(tmp_path: Path) -> None:
     assert child.returncode == 0 and udp == 300 and received >= 300
 
 
+_FULL = """
+import json, sys
+from pilotfish.capture.afxdp import AfXdpSource
+from pilotfish.capture.base import CaptureOptions
+src = AfXdpSource(CaptureOptions(interfaces=[sys.argv[1]], umem_frames=64), state_dir=sys.argv[2])
+src.open()
+print("ready", flush=True)
+sys.stdin.readline()  # meanwhile the datagrams fill the 64 UMEM frames, nobody reading
+st = src.stats()
+src.close()
+print(json.dumps({"dropped": st.dropped, "if_dropped": st.if_dropped, **st.extra}), flush=True)
+"""
+
+
+@pytest.mark.integration
+@needs_root
+def test_a_full_ring_drops_and_says_so_once(tmp_path: Path) -> None:
+    """64 UMEM frames and nobody reading: the rest of 300 datagrams find no free frame; the
+    XSK's drops are all ring drops, and not counted again as the mirror veth's."""
+    with ns_pair() as pair:
+        argv = [sys.executable, "-c", _FULL, pair.client_if, str(tmp_path / "state")]
+        pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+        with subprocess.Popen(["ip", "netns", "exec", pair.client, *argv], **pipes) as child:
+            assert child.stdout is not None and child.stdout.readline() == "ready\n"
+            pair.python(pair.server, _UDP_TO, pair.client_ip, "9", "300")
+            time.sleep(0.3)
+            out, _ = child.communicate("go\n", timeout=TIMEOUT)
+        _assert_clean(pair)
+    stats = json.loads(out)
+    assert stats["dropped"] >= 300 - 64
+    assert stats["ring_dropped"] == stats["dropped"]
+    assert stats["if_dropped"] == 0
+
+
 @pytest.mark.integration
 @needs_root
 def test_close_from_other_threads_ends_batches_and_is_idempotent(tmp_path: Path) -> None:
