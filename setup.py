@@ -38,6 +38,8 @@ COMPILED = [
 # Written for the compiler: pcap records, the decoder's fast path, whole HTTP/1 heads.
 CYTHON = [
     "src/pilotfish/capture/_pcaprecords.pyx",
+    "src/pilotfish/capture/_tpwalk.pyx",
+    "src/pilotfish/capture/_xskframes.pyx",
     "src/pilotfish/decode/_fastl4.pyx",
     "src/pilotfish/dissect/_headscan.pyx",
 ]

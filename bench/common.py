@@ -96,10 +96,10 @@ def wait_for_output(
 
 
 def clean_up_to(steps: Sequence[tuple[float, bool]]) -> float | None:
-    """The highest rate of the steps (in rising order) before the first unclean one."""
+    """The highest rate of the steps (in the order run, rising) before the first unclean one."""
     best: float | None = None
     for rate, clean in steps:
         if not clean:
             break
-        best = rate
+        best = rate if best is None else max(best, rate)
     return best

@@ -74,6 +74,44 @@ def test_mapping_of_pipeline_counters() -> None:
     assert whats["store_rejected"] == 9 and whats["live_feed_overflow"] == 1
 
 
+def _drop_stages(snapshot: dict[str, Any]) -> dict[str, float]:
+    samples = parse(snapshot)["pilotfish_packets_dropped"].samples
+    return {s.labels["stage"]: s.value for s in samples}
+
+
+def test_ring_drops_are_the_part_of_dropped_a_full_ring_caused() -> None:
+    capture = {"dropped": 10, "if_dropped": 3, "extra": {"ring_dropped": 7}}
+    assert _drop_stages({"capture": capture}) == {"kernel": 3, "ring": 7, "interface": 3}
+    # the stages sum to what the backend lost: dropped + if_dropped
+    assert sum(_drop_stages({"capture": capture}).values()) == 13
+
+
+def test_ring_drops_never_exceed_dropped() -> None:
+    capture = {"dropped": 4, "extra": {"ring_dropped": 9}}
+    assert _drop_stages({"capture": capture}) == {"kernel": 0, "ring": 4, "interface": 0}
+
+
+@given(
+    st.integers(0, 10**12),
+    st.integers(0, 10**12),
+    st.integers(0, 10**12),
+)
+def test_drop_stages_sum_to_the_total(dropped: int, ring: int, interface: int) -> None:
+    capture = {"dropped": dropped, "if_dropped": interface, "extra": {"ring_dropped": ring}}
+    stages = _drop_stages({"capture": capture})
+    assert sum(stages.values()) == dropped + interface
+    assert all(value >= 0 for value in stages.values())
+
+
+def test_worker_drops_count_ring_drops_once() -> None:
+    capture = {"dropped": 10, "if_dropped": 3, "extra": {"ring_dropped": 7}}
+    snapshot = {"hub": {"workers": [{"url": "w1", "metrics": {"capture": capture}}]}}
+    text = Exposition().render(snapshot).decode()
+    found = {f.name: f for f in text_string_to_metric_families(text)}
+    samples = found["pilotfish_worker_packets_dropped"].samples
+    assert [(s.labels["worker"], s.value) for s in samples] == [("w1", 13)]
+
+
 def test_nonsense_values_read_as_zero() -> None:
     families = parse({"capture": {"received": "lots", "dropped": True}, "pipeline": [1, 2]})
     assert families["pilotfish_packets_received"].samples[0].value == 0

@@ -42,6 +42,7 @@ from pilotfish.capture.afxdp import (
     missing_capabilities,
     socket_errno_reason,
     umem_geometry,
+    xdp_drops,
 )
 from pilotfish.capture.base import CaptureOptions, Source, SourceUnavailable
 from pilotfish.capture.mirror import MIRROR_PREF, is_mirror_name
@@ -121,6 +122,30 @@ def test_umem_geometry_keeps_the_bytes_when_the_mtu_needs_bigger_frames() -> Non
         umem_geometry(9000, 32768, 2048, 4096)
     with pytest.raises(ValueError, match="not supported"):
         umem_geometry(1500, 32768, 3000, 4096)
+
+
+def _xdp(**counts: int) -> dict[str, int]:
+    base = dict.fromkeys(
+        ("rx_dropped", "rx_invalid_descs", "tx_invalid_descs", "rx_ring_full",
+         "rx_fill_ring_empty_descs", "tx_ring_empty_descs"),
+        0,
+    )  # fmt: skip
+    return {**base, **counts}
+
+
+def test_ring_drops_are_full_rx_ring_and_empty_fill_ring() -> None:
+    # an empty fill ring is counted by the kernel in rx_dropped too; frames too big are not ring
+    counters = _xdp(rx_dropped=7, rx_ring_full=5, rx_fill_ring_empty_descs=4)
+    assert xdp_drops(counters) == (12, 9)
+    assert xdp_drops(_xdp()) == (0, 0)
+
+
+@given(st.integers(0, 10**9), st.integers(0, 10**9), st.integers(0, 10**9))
+def test_ring_drops_never_exceed_dropped(dropped: int, full: int, empty: int) -> None:
+    total, ring = xdp_drops(
+        _xdp(rx_dropped=dropped, rx_ring_full=full, rx_fill_ring_empty_descs=empty)
+    )
+    assert 0 <= ring <= total == dropped + full
 
 
 def test_helper_is_built_and_exports_the_batch_api() -> None:
@@ -385,6 +410,7 @@ def test_passive_capture_matches_tcpdump(
     assert collections.Counter(ours) == collections.Counter(theirs)
     assert stats["received"] == len(ours) and stats["bytes"] == sum(map(len, ours))
     assert stats["dropped"] == 0 and stats["if_dropped"] == 0
+    assert stats["extra"]["ring_dropped"] == 0  # type: ignore[index]
 
 
 def _tcp_payload_bytes(frames: list[bytes]) -> int:
@@ -498,6 +524,40 @@ def test_close_hands_over_what_the_rx_ring_holds(tmp_path: Path) -> None:
         _assert_clean(pair)
     udp, received = map(int, out.split())
     assert child.returncode == 0 and udp == 300 and received >= 300
+
+
+_FULL = """
+import json, sys
+from pilotfish.capture.afxdp import AfXdpSource
+from pilotfish.capture.base import CaptureOptions
+src = AfXdpSource(CaptureOptions(interfaces=[sys.argv[1]], umem_frames=64), state_dir=sys.argv[2])
+src.open()
+print("ready", flush=True)
+sys.stdin.readline()  # meanwhile the datagrams fill the 64 UMEM frames, nobody reading
+st = src.stats()
+src.close()
+print(json.dumps({"dropped": st.dropped, "if_dropped": st.if_dropped, **st.extra}), flush=True)
+"""
+
+
+@pytest.mark.integration
+@needs_root
+def test_a_full_ring_drops_and_says_so_once(tmp_path: Path) -> None:
+    """64 UMEM frames and nobody reading: the rest of 300 datagrams find no free frame; the
+    XSK's drops are all ring drops, and not counted again as the mirror veth's."""
+    with ns_pair() as pair:
+        argv = [sys.executable, "-c", _FULL, pair.client_if, str(tmp_path / "state")]
+        pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+        with subprocess.Popen(["ip", "netns", "exec", pair.client, *argv], **pipes) as child:
+            assert child.stdout is not None and child.stdout.readline() == "ready\n"
+            pair.python(pair.server, _UDP_TO, pair.client_ip, "9", "300")
+            time.sleep(0.3)
+            out, _ = child.communicate("go\n", timeout=TIMEOUT)
+        _assert_clean(pair)
+    stats = json.loads(out)
+    assert stats["dropped"] >= 300 - 64
+    assert stats["ring_dropped"] == stats["dropped"]
+    assert stats["if_dropped"] == 0
 
 
 @pytest.mark.integration

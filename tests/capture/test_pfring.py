@@ -194,3 +194,21 @@ def test_close_hands_over_what_the_ring_still_holds(shim: Path, veth: VethNs) ->
     rest = [frame for batch in batches for frame in batch]
     assert udp_9999(rest) == [udp_payload(seq) for seq in range(40)]
     assert source.stats().received == 40
+
+
+@pytest.mark.integration
+def test_a_full_ring_drops_and_says_so(tmp_path: Path, veth: VethNs) -> None:
+    """Nobody reading a stand-in with a tiny queue: it fills, and pfring_stats' drop is
+    reported whole as ring drops."""
+    small = build_standin(tmp_path, "-DSHIM_QUEUE_BYTES=4096", name="libpfsmall.so")
+    source = PfRingSource(
+        options(interfaces=[veth.host_if], bpf=f"udp port {UDP_PORT}"), library=str(small)
+    )
+    source.open()
+    try:
+        send_traffic(veth, count=500)
+        stats = source.stats()
+    finally:
+        source.close()
+    assert stats.dropped > 0
+    assert stats.extra["ring_dropped"] == stats.dropped

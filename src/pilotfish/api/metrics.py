@@ -6,10 +6,13 @@ collector that maps the nested counters of `Backend.metrics()` (the capture proc
 values read as 0, so every family is always present.  Mapping:
 
 pilotfish_packets_received_total             capture.received
-pilotfish_packets_dropped_total{stage}       kernel: capture.dropped (socket/ring full, as the
-                                             kernel reports it); ring: capture.extra.ring_dropped
-                                             (user-space ring hand-over); interface:
-                                             capture.if_dropped
+pilotfish_packets_dropped_total{stage}       ring: capture.extra.ring_dropped (the part of
+                                             capture.dropped a full capture ring caused: TPACKET_V3
+                                             blocks, XSK RX/fill rings, PF_RING's ring); kernel:
+                                             capture.dropped - ring (the rest of what the backend
+                                             counts, e.g. frames too large for an XSK frame);
+                                             interface: capture.if_dropped.  The three stages sum
+                                             to dropped + if_dropped
 pilotfish_bytes_processed_total              pipeline.bytes
 pilotfish_reassembled_bytes_total            pipeline.flows.delivered_bytes (payload handed to
                                              dissectors in stream order)
@@ -105,6 +108,15 @@ def _labelled(name: str, doc: str, label: str, values: dict[str, float]) -> Coun
     return family
 
 
+def _drop_stages(tree: Any, *prefix: str) -> dict[str, float]:
+    """Packets lost before pilotfish saw them, by stage (capture counters under `prefix`):
+    ring + kernel = capture.dropped (the ring part capped at it), interface = if_dropped."""
+    dropped = number(tree, *prefix, "capture", "dropped")
+    ring = min(number(tree, *prefix, "capture", "extra", "ring_dropped"), dropped)
+    interface = number(tree, *prefix, "capture", "if_dropped")
+    return {"kernel": dropped - ring, "ring": ring, "interface": interface}
+
+
 def families(s: dict[str, Any]) -> Iterator[Metric]:
     """The metric families for one metrics() snapshot (see the module docstring)."""
     yield _counter(
@@ -116,11 +128,7 @@ def families(s: dict[str, Any]) -> Iterator[Metric]:
         "pilotfish_packets_dropped",
         "Packets lost before pilotfish saw them",
         "stage",
-        {
-            "kernel": number(s, "capture", "dropped"),
-            "ring": number(s, "capture", "extra", "ring_dropped"),
-            "interface": number(s, "capture", "if_dropped"),
-        },
+        _drop_stages(s),
     )
     yield _counter("pilotfish_bytes_processed", "Captured bytes", number(s, "pipeline", "bytes"))
     yield _counter(
@@ -230,10 +238,7 @@ def hub_families(s: dict[str, Any]) -> Iterator[Metric]:
         "pilotfish_worker_packets_dropped",
         "Packets the worker lost before seeing them",
         workers,
-        lambda w: sum(
-            number(w, "metrics", "capture", *k)
-            for k in (("dropped",), ("if_dropped",), ("extra", "ring_dropped"))
-        ),
+        lambda w: sum(_drop_stages(w, "metrics").values()),
     )
     yield _per_worker(
         "pilotfish_worker_entries",

@@ -16,8 +16,10 @@ timeouts (the wait is bounded by that, plus a margin); the ring is released when
 `batches()` ends, or by `close()` itself when no `batches()` is running.
 
 Counters: `received`/`bytes` are frames and captured bytes handed over; `dropped` sums the
-kernel's tp_drops (PACKET_STATISTICS resets on read, so it is accumulated); `if_dropped` is
-the growth of the interfaces' rx_dropped since open.  A filter the kernel cannot run on a
+kernel's tp_drops (PACKET_STATISTICS resets on read, so it is accumulated); on a TPACKET_V3
+ring socket a frame is counted there when it found no free block (the ring was full; a
+failed kernel allocation is the only other, rare, cause), so all of it is also reported as
+`extra["ring_dropped"]`; `if_dropped` is the growth of the interfaces' rx_dropped since open.  A filter the kernel cannot run on a
 cooked socket (it reads link-header bytes) runs in user space; frames it rejects are counted
 in `extra["user_filtered"]`.  Ring walk bounds are those of `tpacket.RingWalker`.
 """
@@ -345,6 +347,7 @@ class AfPacketSource:
     def _collect(self) -> CaptureStats:
         stats = CaptureStats(backend=NAME, reason=self._reason)
         extra: dict[str, int] = {
+            "ring_dropped": 0,
             "kernel_packets": 0,
             "freeze_q_cnt": 0,
             "user_filtered": 0,
@@ -357,6 +360,7 @@ class AfPacketSource:
             stats.received += ring.walker.received - ring.user_filtered
             stats.bytes += ring.walker.bytes
             stats.dropped += ring.kernel_drops
+            extra["ring_dropped"] += ring.kernel_drops
             extra["kernel_packets"] += ring.kernel_packets
             extra["freeze_q_cnt"] += ring.freeze_q_cnt
             extra["user_filtered"] += ring.user_filtered

@@ -7,7 +7,11 @@ The watched interface keeps every packet, so capture never steals or delays traf
 
 Receiving: the XSK fds are polled with `block_timeout_ms`; the C helper (`_xsk`, built from
 `_xsk_build.py`) drains up to `BATCH` descriptors per call, copies them into one buffer and
-recycles the frames into the fill ring, so Python makes one call per batch.  AF_XDP carries
+recycles the frames into the fill ring, so Python makes one call per batch, and
+`_xskframes.split_frames` cuts that buffer into frames in C.  After a batch smaller than
+`BATCH` the reader waits `COALESCE_S` before polling again, so frames gather into batches
+instead of waking it one by one (a frame waits at most that much longer; the RX ring holds
+the UMEM's frame count meanwhile).  AF_XDP carries
 no per-packet timestamp: every frame of a batch gets the same `clock()` value (default
 `time.time`) taken when the batch was read, so a timestamp is late by the time the frame
 waited in the RX ring.  Frames are Ethernet (linktype 1); super-frames arrive cut to wire
@@ -23,9 +27,13 @@ frame that does not fit a UMEM frame is dropped by the kernel and counted.
 bpffs is mounted at /sys/fs/bpf when absent (libxdp's dispatcher needs it) and left mounted.
 
 Counters: `received`/`bytes` are frames/bytes handed over; `dropped` = XSK rx_dropped +
-rx_ring_full (XDP_STATISTICS);
-`if_dropped` = frames the mirror veths dropped; `extra` reports the attach mode obtained
-(`xdp_mode` native|skb), `zerocopy` and the raw XDP counters.
+rx_ring_full (XDP_STATISTICS); the part of it a full ring caused, `extra["ring_dropped"]`,
+is rx_ring_full + rx_fill_ring_empty_descs (no free UMEM frame: the kernel counts such a
+frame in rx_dropped too), at most `dropped`; the rest of rx_dropped is frames too large for
+a UMEM frame.  `if_dropped` = frames the mirror veths dropped besides those (a veth with a
+native XDP program counts a frame its XSK refused as an rx drop of its own: not twice);
+`extra` reports the attach mode obtained (`xdp_mode` native|skb), `zerocopy` and the raw
+XDP counters.
 
 Declines (SourceUnavailable, one reason each): helper not built / libxdp not loadable, no
 interface or interface "any", unknown interface, watching a pilotfish mirror link, missing
@@ -50,6 +58,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pilotfish.capture._xskframes import split_frames
 from pilotfish.capture.base import (
     LINKTYPE_ETHERNET,
     CaptureOptions,
@@ -71,7 +80,8 @@ log = logging.getLogger(__name__)
 
 NAME: Final = "afxdp"
 AF_XDP: Final = 44
-BATCH: Final = 256  # descriptors drained per helper call
+BATCH: Final = 1024  # descriptors drained per helper call
+COALESCE_S: Final = 0.001  # after a batch that did not fill BATCH: wait before the next poll
 XDP_PACKET_HEADROOM: Final = 256  # the kernel keeps this much of every UMEM frame
 LINK_HEADER: Final = 18  # Ethernet + one VLAN tag
 BPFFS: Final = "/sys/fs/bpf"
@@ -165,6 +175,13 @@ def umem_geometry(mtu: int, frames: int, frame_size: int, page_size: int) -> tup
     raise ValueError(check_frame_geometry(mtu, max(frame_size, page_size), page_size) or why)
 
 
+def xdp_drops(counters: dict[str, int]) -> tuple[int, int]:
+    """(dropped, ring_dropped) from the XDP_STATISTICS counters (see the module docstring)."""
+    dropped = counters["rx_dropped"] + counters["rx_ring_full"]
+    ring = counters["rx_ring_full"] + counters["rx_fill_ring_empty_descs"]
+    return dropped, min(ring, dropped)
+
+
 @dataclass
 class _Socket:
     """One XSK on the mirror of one watched interface."""
@@ -252,12 +269,14 @@ class AfXdpSource:
         buf = bytearray(cap)
         lens = self._ffi.new("uint32_t[]", BATCH)
         c_buf = self._ffi.from_buffer(buf)
-        view = memoryview(buf)
         lens_view = memoryview(self._ffi.buffer(lens)).cast("I")
         drain_budget = len(by_fd) * (frames // BATCH + 1)
+        snaplen = self.options.snaplen
+        st = self._stats
         while True:
             stopping = self._stop
             out: list[Frame] = []
+            full = False
             with self._lock:
                 if not self._sockets:
                     return
@@ -272,13 +291,19 @@ class AfXdpSource:
                         raise SourceError(f"afxdp: socket on {by_fd[fd].mirror.veth_b} failed")
                     n = self._lib.pf_xsk_recv(by_fd[fd].handle, BATCH, c_buf, cap, lens)
                     if n > 0:
-                        sizes = lens_view[:n].tolist()
-                        self._collect(out, bytes(view[: sum(sizes)]), sizes)
+                        ts = self._clock()
+                        st.bytes += split_frames(
+                            buf, lens_view, n, ts, LINKTYPE_ETHERNET, snaplen, out
+                        )
+                        st.received += n
+                        full = full or n == BATCH
             if stopping:
                 drain_budget -= 1
                 if not out or drain_budget < 0:
                     return
             yield out
+            if out and not full and not self._stop:
+                time.sleep(COALESCE_S)  # let frames gather: one wake-up per batch, not per frame
 
     def stats(self) -> CaptureStats:
         with self._lock:
@@ -412,21 +437,6 @@ class AfXdpSource:
 
     # --- receive and teardown --------------------------------------------------------------
 
-    def _collect(self, out: list[Frame], data: bytes, lens: list[int]) -> None:
-        ts = self._clock()
-        snap = self.options.snaplen
-        append = out.append
-        off = 0
-        nbytes = 0
-        for length in lens:
-            end = off + length
-            frame = data[off:end] if length <= snap else data[off : off + snap]
-            off = end
-            append((ts, LINKTYPE_ETHERNET, frame, length))
-            nbytes += len(frame)
-        self._stats.received += len(lens)
-        self._stats.bytes += nbytes
-
     def _check_alive(self) -> None:
         """Between polls: a deleted mirror or watched interface ends the capture clearly."""
         for s in self._sockets:
@@ -440,14 +450,20 @@ class AfXdpSource:
             return
         totals = [0] * 6
         out = self._ffi.new("uint64_t[]", 6)
+        mirror_dropped = 0
         for s in self._sockets:
+            mine = [0] * 6
             if self._lib.pf_xsk_stats(s.handle, out) == 0:
-                for i in range(6):
-                    totals[i] += out[i]
+                mine = [int(out[i]) for i in range(6)]
+            totals = [a + b for a, b in zip(totals, mine, strict=True)]
+            refused = xdp_drops(dict(zip(_XDP_COUNTERS, mine, strict=True)))[0]
+            # in native mode the veth counts a frame the XSK refused as its own rx drop too
+            mirror_dropped += max(0, s.mirror.dropped() - (refused if s.mode == "native" else 0))
         st = self._stats
-        st.dropped = totals[0] + totals[3]
-        st.if_dropped = sum(s.mirror.dropped() for s in self._sockets)
-        st.extra = dict(zip(_XDP_COUNTERS, totals, strict=True))
+        counters = dict(zip(_XDP_COUNTERS, totals, strict=True))
+        st.dropped, ring_dropped = xdp_drops(counters)
+        st.if_dropped = mirror_dropped
+        st.extra = {"ring_dropped": ring_dropped, **counters}
         st.extra["xdp_mode"] = ",".join(sorted({s.mode for s in self._sockets}))
         st.extra["zerocopy"] = int(all(s.zerocopy for s in self._sockets))
         st.extra["mirrors"] = ",".join(s.mirror.veth_b for s in self._sockets)

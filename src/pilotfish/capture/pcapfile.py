@@ -28,7 +28,7 @@ import gzip
 import io
 import struct
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final, Literal, Protocol
@@ -54,8 +54,9 @@ _U32LE: Final = struct.Struct("<I")
 _HEADER_LEN: Final = 24
 _WRITE_HEADER: Final = struct.Struct("<IHHiIII")
 _WRITE_RECORD: Final = struct.Struct("<IIII")
-_FLUSH_AT: Final = 1 << 20
+_BUFFER_SIZE: Final = 1 << 20
 _MAX_TS: Final = float(1 << 32)  # pcap seconds are 32-bit unsigned
+_LAST_SECOND: Final = _MAX_TS - 1.0
 
 PcapFormat = Literal["pcap", "pcapng"]
 
@@ -296,11 +297,28 @@ class PcapFileSource:
         return PcapFormatError(f"{self.path}: {damage.what}{where}")
 
 
+def _record_time(ts: float, units: int) -> tuple[int, int]:
+    """(seconds, fraction in `units` per second) of a pcap record, rounded to the nearest
+    unit; ValueError when the seconds do not fit 32 bits."""
+    sec = int(ts)
+    frac = int((ts - sec) * units + 0.5)
+    if frac >= units:
+        sec += 1
+        frac -= units
+    if not 0 <= sec <= 0xFFFFFFFF:
+        raise ValueError(f"timestamp {ts} does not fit a pcap record")
+    return sec, frac
+
+
 class PcapWriter:
     """Writes classic little-endian pcap to a path or a binary file object.
 
     `write` cuts data to the snaplen (the original length is kept).  A file object passed in
     is flushed but not closed by `close()`; a path is opened, truncated and closed here.
+    Records are gathered in one buffer of `_BUFFER_SIZE` bytes, allocated once and reused
+    (a fresh multi-megabyte buffer per batch costs a page fault per 4 KiB), and written out
+    when it is full, by `flush()` and by `close()`; a record larger than the buffer goes to
+    the file directly.
     """
 
     def __init__(
@@ -327,52 +345,62 @@ class PcapWriter:
             self._owned = False
         self._closed = False
         magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
-        self._buf = bytearray(_WRITE_HEADER.pack(magic, 2, 4, 0, 0, snaplen, linktype))
+        self._buf = bytearray(_BUFFER_SIZE)
+        self._view = memoryview(self._buf)  # never resized, so the view stays valid
+        _WRITE_HEADER.pack_into(self._buf, 0, magic, 2, 4, 0, 0, snaplen, linktype)
+        self._fill = _WRITE_HEADER.size
 
     def write(self, ts: float, data: bytes, wirelen: int | None = None) -> None:
         """Append one frame captured at epoch `ts` seconds (`wirelen` defaults to len(data))."""
         self.write_frames([(ts, self.linktype, data, len(data) if wirelen is None else wirelen)])
 
-    def write_frames(self, frames: Iterable[Frame]) -> None:
+    def write_frames(self, frames: Sequence[Frame]) -> None:
         """Append frames of this writer's link type, all or none: a frame of another link
         type, or a timestamp a pcap record cannot hold, is a ValueError and nothing of the
-        call is written."""
+        call is written (every frame is checked before any is copied)."""
         if self._closed:
             raise ValueError("write to a closed PcapWriter")
         units, snaplen, linktype = self._units, self.snaplen, self.linktype
-        pack = _WRITE_RECORD.pack
-        parts: list[bytes] = []
-        append = parts.append
-        for ts, frame_linktype, data, wirelen in frames:
+        for ts, frame_linktype, _data, _wirelen in frames:
             if frame_linktype != linktype:
                 raise ValueError(f"frame link type {frame_linktype} != file link type {linktype}")
             if not 0 <= ts < _MAX_TS:
                 raise ValueError(f"timestamp {ts} does not fit a pcap record")
-            sec = int(ts)
-            frac = int((ts - sec) * units + 0.5)
-            if frac >= units:
-                sec += 1
-                frac -= units
-                if sec > 0xFFFFFFFF:
-                    raise ValueError(f"timestamp {ts} does not fit a pcap record")
+            if ts >= _LAST_SECOND:
+                _record_time(ts, units)  # rounding may carry into a 33rd bit
+        pack_into = _WRITE_RECORD.pack_into
+        buf = self._buf
+        fill = self._fill
+        room = _BUFFER_SIZE - _WRITE_RECORD.size
+        for ts, _linktype, data, wirelen in frames:
+            sec, frac = _record_time(ts, units)
             size = len(data)
             if size > snaplen:
                 data = data[:snaplen]
                 size = snaplen
             if not 0 <= wirelen <= 0xFFFFFFFF:
                 wirelen = 0 if wirelen < 0 else 0xFFFFFFFF
-            append(pack(sec, frac, size, wirelen))
-            append(data)
-        buf = self._buf
-        buf += b"".join(parts)
-        self.frames += len(parts) // 2
-        if len(buf) >= _FLUSH_AT:
-            self.flush()
+            if fill + _WRITE_RECORD.size + size > _BUFFER_SIZE:
+                self._write_out(fill)
+                fill = 0
+                if size > room:  # larger than the whole buffer: straight to the file
+                    self._file.write(_WRITE_RECORD.pack(sec, frac, size, wirelen))
+                    self._file.write(data)
+                    continue
+            pack_into(buf, fill, sec, frac, size, wirelen)
+            fill += _WRITE_RECORD.size
+            buf[fill : fill + size] = data
+            fill += size
+        self._fill = fill
+        self.frames += len(frames)
+
+    def _write_out(self, fill: int) -> None:
+        if fill:
+            self._file.write(self._view[:fill])
+        self._fill = 0
 
     def flush(self) -> None:
-        if self._buf:
-            self._file.write(self._buf)
-            self._buf = bytearray()
+        self._write_out(self._fill)
         self._file.flush()
 
     def close(self) -> None:

@@ -17,8 +17,8 @@ instead.  After `close()`, `batches()` first hands over what the rings still hol
 `batches()` is running.
 
 Counters: `received`/`bytes` as handed over; `dropped` is the sum of `pfring_stats().drop`
-(cumulative in the library), all of them drops of a full ring, so `extra["ring_dropped"]`
-repeats it; `extra["shunt"]` its shunted packets; frames whose header says
+(cumulative in the library), packets PF_RING dropped because the ring was full, so all of it
+is also `extra["ring_dropped"]`; `extra["shunt"]` its shunted packets; frames whose header says
 caplen > len or whose pointer is NULL are skipped and counted in `extra["bad_headers"]`;
 failed `pfring_recv` calls are counted in `extra["recv_errors"]`.
 """
@@ -312,14 +312,15 @@ class PfRingSource:
     def _collect(self) -> CaptureStats:
         for ring in self._rings:
             ring.read_stats()
+        dropped = sum(ring.drop for ring in self._rings)
         return CaptureStats(
             backend=NAME,
             reason=self._reason,
             received=self._received,
-            dropped=sum(ring.drop for ring in self._rings),
+            dropped=dropped,
             bytes=self._bytes,
             extra={
-                "ring_dropped": sum(ring.drop for ring in self._rings),
+                "ring_dropped": dropped,
                 "shunt": sum(ring.shunt for ring in self._rings),
                 "bad_headers": self._bad,
                 "recv_errors": self._errors,

@@ -2,9 +2,9 @@
 
 The kernel fills blocks of `block_size` bytes; a block whose `block_status` has
 `TP_STATUS_USER` belongs to user space.  `RingWalker.next_block()` takes the next such block
-in ring order, copies each frame out (one `struct.unpack_from` of the `tpacket3_hdr`, one
-slice, one tuple per frame) and hands the block straight back to the kernel
-(`TP_STATUS_KERNEL`), so a consumer may keep the frames as long as it likes.
+in ring order, copies each frame out (in C, `_tpwalk.walk_block`: one bytes object and one
+tuple per frame) and hands the block straight back to the kernel (`TP_STATUS_KERNEL`), so a
+consumer may keep the frames as long as it likes.
 
 Frames are `model.Frame` tuples: (ring timestamp, linktype, bytes, wire length).  On a cooked
 (SOCK_DGRAM) socket a LINUX_SLL2 header is synthesised from the frame's `sockaddr_ll`; on an
@@ -22,6 +22,7 @@ import mmap
 import struct
 from typing import Final
 
+from pilotfish.capture._tpwalk import walk_block
 from pilotfish.capture.base import LINKTYPE_LINUX_SLL2
 from pilotfish.model import Frame
 
@@ -44,20 +45,13 @@ _STATUS: Final = struct.Struct("=I")
 # struct tpacket3_hdr: tp_next_offset, tp_sec, tp_nsec, tp_snaplen, tp_len, tp_status,
 # tp_mac, tp_net, hv1 {tp_rxhash, tp_vlan_tci, tp_vlan_tpid, pad}, tp_padding[8]
 TPACKET3_HDR: Final = struct.Struct("=6IHHIIHH8x")
-_FRAME_HEAD: Final = struct.Struct("=6IH")  # what the hot loop needs, up to tp_mac
-_VLAN_FIELDS: Final = struct.Struct("=IH")  # tp_vlan_tci, tp_vlan_tpid at offset 32
-_VLAN_OFFSET: Final = 32
 # struct sockaddr_ll right after the aligned tpacket3_hdr: family, protocol (network order,
 # kept raw), ifindex, hatype, pkttype, halen, addr[8]
 SOCKADDR_LL_OFFSET: Final = 48
 SOCKADDR_LL: Final = struct.Struct("=H2siHBB8s")
-_SLL_FIELDS: Final = struct.Struct("=2x2siHBB8s")
 # LINUX_SLL2 header: protocol, reserved, ifindex, hatype, pkttype, halen, addr[8]
 SLL2_HEADER: Final = struct.Struct(">2s2xiHBB8s")
 SLL2_HEADER_LEN: Final = SLL2_HEADER.size
-_VLAN_TAG: Final = struct.Struct(">HH")
-_ETH_P_8021Q: Final = 0x8100
-_MIN_FRAME_LEN: Final = _FRAME_HEAD.size
 _MIN_STRIDE: Final = TPACKET3_HDR.size  # no two frames can start closer than one header
 
 
@@ -104,96 +98,20 @@ class RingWalker:
         if not status & TP_STATUS_USER:
             return None
         count = min(count, self.block_size // _MIN_STRIDE)
+        frames: list[Frame] = []
         try:
-            if self.cooked:
-                frames = self._walk_cooked(base, count, first)
-            else:
-                frames = self._walk(base, count, first)
+            nbytes, errors, restored = walk_block(
+                ring, base, count, first, self.block_size, self.linktype, self.cooked, frames
+            )
         finally:
             _STATUS.pack_into(ring, base + _BLOCK_STATUS_OFFSET, TP_STATUS_KERNEL)
             self._index = (self._index + 1) % self.block_count
             self.blocks += 1
         self.received += len(frames)
-        return frames
-
-    def _walk(self, base: int, count: int, first: int) -> list[Frame]:
-        ring = self._ring
-        limit = base + self.block_size
-        unpack = _FRAME_HEAD.unpack_from
-        linktype = self.linktype
-        frames: list[Frame] = []
-        append = frames.append
-        nbytes = 0
-        offset = base + first
-        for _ in range(count):
-            if offset < base or offset + _MIN_FRAME_LEN > limit:
-                self.ring_errors += 1
-                break
-            step, sec, nsec, snaplen, wirelen, status, mac = unpack(ring, offset)
-            start = offset + mac
-            stop = start + snaplen
-            if stop > limit:
-                self.ring_errors += 1
-                break
-            data: bytes = ring[start:stop]
-            if status & TP_STATUS_VLAN_VALID:
-                data, wirelen = self._restore_vlan(offset, status, data, wirelen)
-            append((sec + nsec * 1e-9, linktype, data, wirelen))
-            nbytes += snaplen
-            if step < _MIN_STRIDE:
-                break
-            offset += step
         self.bytes += nbytes
+        self.ring_errors += errors
+        self.vlan_restored += restored
         return frames
-
-    def _walk_cooked(self, base: int, count: int, first: int) -> list[Frame]:
-        ring = self._ring
-        limit = base + self.block_size
-        unpack = _FRAME_HEAD.unpack_from
-        unpack_sll = _SLL_FIELDS.unpack_from
-        pack_sll2 = SLL2_HEADER.pack
-        linktype = self.linktype
-        frames: list[Frame] = []
-        append = frames.append
-        nbytes = 0
-        offset = base + first
-        for _ in range(count):
-            if offset < base or offset + SOCKADDR_LL_OFFSET + SOCKADDR_LL.size > limit:
-                self.ring_errors += 1
-                break
-            step, sec, nsec, snaplen, wirelen, _status, mac = unpack(ring, offset)
-            start = offset + mac
-            stop = start + snaplen
-            if stop > limit:
-                self.ring_errors += 1
-                break
-            header = pack_sll2(*unpack_sll(ring, offset + SOCKADDR_LL_OFFSET))
-            append(
-                (
-                    sec + nsec * 1e-9,
-                    linktype,
-                    header + ring[start:stop],
-                    wirelen + SLL2_HEADER_LEN,
-                )
-            )
-            nbytes += snaplen + SLL2_HEADER_LEN
-            if step < _MIN_STRIDE:
-                break
-            offset += step
-        self.bytes += nbytes
-        return frames
-
-    def _restore_vlan(
-        self, offset: int, status: int, data: bytes, wirelen: int
-    ) -> tuple[bytes, int]:
-        """Put the 802.1Q tag the NIC stripped back after the two MAC addresses."""
-        if len(data) < 12:
-            return data, wirelen
-        tci, tpid = _VLAN_FIELDS.unpack_from(self._ring, offset + _VLAN_OFFSET)
-        if not (tpid or status & TP_STATUS_VLAN_TPID_VALID):
-            tpid = _ETH_P_8021Q
-        self.vlan_restored += 1
-        return data[:12] + _VLAN_TAG.pack(tpid, tci & 0xFFFF) + data[12:], wirelen + 4
 
 
 def build_block(

@@ -12,7 +12,8 @@
  * hands back a pointer into its own buffer when buffer_len is 0 (the zero-copy convention).
  *
  * Build with -DSHIM_FAIL_ERRNO=<errno> to get a pfring_open that always fails with that
- * errno (to exercise the caller's diagnosis).
+ * errno (to exercise the caller's diagnosis); -DSHIM_QUEUE_BYTES=<n> sizes the socket queue
+ * (default 128 MiB), so a test can fill it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -33,6 +34,16 @@
 #define SHIM_PROMISC (1 << 3)
 #define SHIM_SLOT 65600 /* a 64 KiB super-frame and its link header */
 #define SHIM_SLOTS 64
+/*
+ * The default queue holds about as many frames as pilotfish's default 64 MiB AF_PACKET ring
+ * (some 40,000 1514-byte frames): the socket charges each frame its whole buffer (skb
+ * truesize, several KiB for an MTU frame on veth), not its length, so 64 MiB of socket queue
+ * held only about 15,000 and dropped at 100 kpps in bursts.  (The kernel doubles the figure
+ * given here.)
+ */
+#ifndef SHIM_QUEUE_BYTES
+#define SHIM_QUEUE_BYTES (128 << 20)
+#endif
 
 struct pfring_pkthdr {
 	struct timeval ts;
@@ -86,14 +97,7 @@ pfring *pfring_open(const char *device_name, uint32_t caplen, uint32_t flags)
 		return NULL;
 	}
 	ring->fd = fd;
-	/*
-	 * A queue holding about as many frames as pilotfish's default 64 MiB AF_PACKET ring
-	 * (some 40,000 1514-byte frames): the socket charges each frame its whole buffer
-	 * (skb truesize, several KiB for an MTU frame on veth), not its length, so 64 MiB of
-	 * socket queue held only about 15,000 and dropped at 100 kpps in bursts.  (The kernel
-	 * doubles the figure given here.)
-	 */
-	int queue = 128 << 20;
+	int queue = SHIM_QUEUE_BYTES;
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &queue, sizeof(queue)) != 0)
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &queue, sizeof(queue));
 	ring->ifindex = (int)ifindex;

@@ -1,0 +1,14 @@
+import mmap
+
+from pilotfish.model import Frame
+
+def walk_block(
+    ring: mmap.mmap | bytes | bytearray | memoryview,
+    base: int,
+    count: int,
+    first: int,
+    block_size: int,
+    linktype: int,
+    cooked: bool,
+    out: list[Frame],
+) -> tuple[int, int, int]: ...
