@@ -1,22 +1,22 @@
 """Live capture at stepped rates: pilotfish's backends beside tcpdump, in the same run.
 
 A namespace of our own sends UDP frames (a fixed count per step) over a veth pair: paced by
-tcpreplay at each set rate, and in a last step ("max") by trafgen with no rate limit, as fast
-as the veth path goes with that capturer listening.  The frames cycle through FLOWS
-UDP flows (source ports), so a fanout group has flows to split; each capturer listens on the host end and writes to /dev/null
-(capture-only mode).  For every tool and rate: packets offered, the rate the sender achieved
-(frames it put on the wire / wall seconds of its send loop, as the sender reports them), what
-the host end's own counters say arrived (rx_packets; the cross-check of the offered count),
-received, dropped, the capturer's CPU seconds per million packets (its own and its children's
-user+system time from the moment it listens, as wait4 reports it: interpreter start-up is
-not a per-packet cost), the CPU the whole machine spent over the send beyond what the sender
-alone spent at the same step ("added system": kernel paths such as the taps or a mirror, wherever
-they are charged, plus the capturer; /proc/stat busy time, so other load on the machine
-shows up here), and the highest rate with zero drops.  A "no capturer" row per step is the
-sender alone: the veth path's own speed, and its busy CPU (the pacing sender spins between
-frames).  The PF_RING row runs
-the binding on the testbed's stand-in library (a plain AF_PACKET socket, one recvfrom per
-frame), since this machine has no PF_RING: it is labelled STAND-IN and says nothing about
+tcpreplay at each set rate, and in a last step ("max") by trafgen with no rate limit, as
+fast as the veth path goes with that capturer listening.  The frames cycle through FLOWS UDP
+flows (source ports), so a fanout group has flows to split; each capturer listens on the
+host end and writes to /dev/null (capture-only mode).  For every tool and rate: packets
+offered, the rate the sender achieved (frames it put on the wire / wall seconds of its send
+loop, as the sender reports them), what the host end's own counters say arrived
+(rx_packets; the cross-check of the offered count), received, dropped, the capturer's CPU
+seconds per million packets (its own and its children's user+system time from the moment it
+listens, as wait4 reports it: interpreter start-up is not a per-packet cost), the CPU the
+whole machine spent over the send beyond what the sender alone spent at the same step
+("added system": kernel paths such as the taps or a mirror, wherever they are charged, plus
+the capturer; /proc/stat busy time, so other load on the machine shows up here), and the
+highest rate with zero drops.  A "no capturer" row per step is the sender alone: the veth
+path's own speed, and its busy CPU (the pacing sender spins between frames).  The PF_RING
+row runs the binding on the testbed's stand-in library (a plain AF_PACKET socket read with
+recvmmsg), since this machine has no PF_RING: it is labelled STAND-IN and says nothing about
 PF_RING's own speed.
 
 Bounded: each step sends STEP_PACKETS frames and is cut after STEP_TIMEOUT_S; everything the
