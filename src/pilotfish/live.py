@@ -28,7 +28,14 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from pilotfish.capture.base import CaptureOptions, CaptureStats, Source, SourceUnavailable, choose
+from pilotfish.capture.base import (
+    CaptureOptions,
+    CaptureStats,
+    RecordSource,
+    Source,
+    SourceUnavailable,
+    choose,
+)
 from pilotfish.capture.registry import factories
 from pilotfish.config import Settings
 from pilotfish.model import ENTRY_DECODER, ENTRY_ENCODER, Entry
@@ -150,10 +157,19 @@ def _to_file(source: Source, options: LiveOptions) -> int:
     """Write frames to the pcap file until the source ends or `count` frames were taken.
 
     The file has the link type of the first frame; frames of another link type (interfaces
-    of different kinds captured together) are left out and logged."""
+    of different kinds captured together) are left out and logged.  With no `count`, a
+    source that can write records itself (`RecordSource`) does, with no Python object per
+    frame."""
     from pilotfish.capture.pcapfile import PcapWriter
 
     assert options.write is not None
+    if options.count is None and isinstance(source, RecordSource):
+        linktype = source.record_linktype()
+        if linktype is not None:
+            with PcapWriter(options.write, linktype, nanosecond=True) as out:
+                for records, frames in source.pcap_batches(out.snaplen, True):
+                    out.write_records(records, frames)
+                return out.frames
     seen = 0
     other = 0
     writer: PcapWriter | None = None

@@ -32,6 +32,7 @@ from pilotfish.capture.base import (
     SourceError,
     SourceUnavailable,
 )
+from pilotfish.capture.pcapfile import PcapFileSource, PcapWriter
 from pilotfish.model import Frame
 from tests.capture.livenet import (
     ETH_HEADER,
@@ -393,3 +394,48 @@ def test_stop_on_an_idle_ring_does_not_wait(veth: VethNs) -> None:
     source.close()
     assert list(batches) == []
     assert time.monotonic() - stopped_at < 0.2
+
+
+# --- straight to pcap records (capture -w) ------------------------------------------------------
+
+
+@pytest.mark.integration
+@root_only
+def test_pcap_records_hold_every_frame_exactly(veth: VethNs, tmp_path: Path) -> None:
+    source = AfPacketSource(options([veth.host_if], bpf=f"udp port {UDP_PORT}", snaplen=200))
+    source.open()
+    assert source.record_linktype() == LINKTYPE_ETHERNET
+    path = tmp_path / "records.pcap"
+    sender = _in_thread(lambda: send_traffic(veth, count=500, other=100))
+    closer = threading.Timer(3.0, source.close)  # the send takes well under a second
+    closer.start()
+    with PcapWriter(path, LINKTYPE_ETHERNET, snaplen=150, nanosecond=True) as out:
+        for records, frames in source.pcap_batches(out.snaplen, True):
+            out.write_records(records, frames)
+    sender.join(timeout=60)
+    closer.join()
+    reader = PcapFileSource(path)
+    got = [f for batch in reader.batches() for f in batch]
+    reader.close()
+    expected = _expected_udp(500)
+    assert len(got) == 500 == source.stats().received  # the filter kept the others out
+    assert [f[3] for f in got] == [ETH_HEADER + 28 + len(p) for p in expected]
+    assert [f[2] for f in got] == [
+        (f[2][: ETH_HEADER + 28] + p)[:150] for f, p in zip(got, expected, strict=True)
+    ]  # cut to the writer's snaplen, the datagrams in order
+    assert [f[0] for f in got] == sorted(f[0] for f in got)
+    assert all(abs(f[0] - time.time()) < 60 for f in got)  # ring timestamps, nanoseconds
+
+
+@pytest.mark.integration
+@root_only
+def test_a_user_space_filter_keeps_records_off(veth: VethNs) -> None:
+    # a filter reading the link address of cooked frames cannot run in the kernel
+    source = AfPacketSource(options(["any"], bpf="link[12] == 2"))
+    source.open()
+    try:
+        assert source.record_linktype() is None
+        with pytest.raises(SourceError, match="records"):
+            next(source.pcap_batches(65535, True))
+    finally:
+        source.close()

@@ -383,6 +383,30 @@ def test_writer_batch_is_all_or_nothing(tmp_path: Path) -> None:
     assert read_ok(path) == [good]
 
 
+def test_ready_records_go_in_order_between_frames(tmp_path: Path) -> None:
+    def record(sec: int, data: bytes) -> bytes:
+        return struct.pack("<IIII", sec, 0, len(data), len(data)) + data
+
+    small = record(1, b"a" * 10) + record(2, b"b" * 20)
+    big = b"".join(record(3, bytes([n % 256]) * 1500) for n in range(400))  # 600 KB: goes out alone
+    path = tmp_path / "w.pcap"
+    with PcapWriter(path, LINKTYPE_ETHERNET) as writer:
+        writer.write_records(small, 2)
+        writer.write(2.5, b"c" * 30)
+        writer.write_records(memoryview(big), 400)
+        writer.write_records(b"", 0)
+        writer.write(4.0, b"d")
+    assert writer.frames == 404
+    got = read_ok(path)
+    assert [f[2][:1] for f in got[:3]] == [b"a", b"b", b"c"]
+    assert [f[0] for f in got] == [1.0, 2.0, 2.5] + [3.0] * 400 + [4.0]
+    assert got[3:403] == [
+        (3.0, LINKTYPE_ETHERNET, bytes([n % 256]) * 1500, 1500) for n in range(400)
+    ]
+    with pytest.raises(ValueError, match="closed"):
+        writer.write_records(small, 2)
+
+
 def test_writer_refuses_what_pcap_cannot_hold(tmp_path: Path) -> None:
     writer = PcapWriter(tmp_path / "w.pcap", LINKTYPE_ETHERNET)
     with pytest.raises(ValueError, match="link type 101"):

@@ -198,3 +198,79 @@ def test_filling_is_the_kernels_block_that_already_holds_frames() -> None:
     assert not walker.filling()
     assert walker.next_block() == [(1.0, LINKTYPE_ETHERNET, b"x" * 60, 60)]
     assert not walker.filling()  # block 1: the kernel's, but empty
+
+
+# --- straight to pcap records -------------------------------------------------------------
+
+
+def records_of(frames: list[tuple[int, int, bytes, int]], snaplen: int, nanosecond: bool) -> bytes:
+    """Classic pcap records of (sec, nsec, captured bytes, wire length), as a file holds them."""
+    out = b""
+    for sec, nsec, data, wire in frames:
+        kept = data[:snaplen]
+        frac = nsec if nanosecond else nsec // 1000
+        out += struct.pack("<IIII", sec, frac, len(kept), wire) + kept
+    return out
+
+
+@given(
+    frame_lists,
+    st.integers(0, 400),
+    st.booleans(),
+    st.sampled_from(["raw", "cooked", "vlan"]),
+)
+def test_property_pcap_records_hold_what_the_frames_hold(
+    specs: list[tuple[int, int, bytes]], snaplen: int, nanosecond: bool, kind: str
+) -> None:
+    frames = [(sec, nsec, data, len(data) + 4) for sec, nsec, data in specs]
+    sockaddr = SOCKADDR_LL.pack(17, b"\x08\x00", 7, 1, 0, 6, b"\x02" * 6 + b"\x00\x00")
+    block = build_block(frames, BLOCK, sockaddr=sockaddr if kind == "cooked" else b"")
+    if kind == "vlan":  # every frame of 12 bytes or more carries a stripped tag
+        offset = BLOCK_DESC.size
+        for _ in frames:
+            status = TP_STATUS_USER | TP_STATUS_VLAN_VALID
+            struct.pack_into("=I", block, offset + 20, status)
+            struct.pack_into("=IHH", block, offset + 32, 0x0123, 0x88A8, 0)
+            offset += struct.unpack_from("=I", block, offset)[0]
+    cooked = kind == "cooked"
+    as_frames = RingWalker(ring_of(block), BLOCK, 1, LINKTYPE_ETHERNET, cooked=cooked)
+    walker = RingWalker(ring_of(block), BLOCK, 1, LINKTYPE_ETHERNET, cooked=cooked)
+    expected = as_frames.next_block()
+    out = bytearray(7 + BLOCK)
+    taken = walker.next_block_pcap(out, 7, snaplen, nanosecond)
+    assert taken is not None and expected is not None
+    end, count = taken
+    exact = [(s, n, f[2], f[3]) for (s, n, _), f in zip(specs, expected, strict=True)]
+    assert bytes(out[7:end]) == records_of(exact, snaplen, nanosecond)
+    assert count == len(expected) == walker.received
+    assert walker.bytes == as_frames.bytes
+    assert walker.vlan_restored == as_frames.vlan_restored
+    assert status_of(walker._ring, 0) == TP_STATUS_KERNEL
+    assert walker.next_block_pcap(out, 7, snaplen, nanosecond) is None  # the kernel's again
+
+
+@given(
+    st.binary(min_size=1, max_size=512),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**32 - 1),
+    st.booleans(),
+)
+def test_property_garbage_blocks_never_escape_into_records(
+    garbage: bytes, count: int, first: int, cooked: bool
+) -> None:
+    block = bytearray((garbage * (BLOCK // len(garbage) + 1))[:BLOCK])
+    struct.pack_into("=III", block, 8, TP_STATUS_USER, count, first)
+    walker = RingWalker(ring_of(block), BLOCK, 1, LINKTYPE_ETHERNET, cooked=cooked)
+    out = bytearray(BLOCK)
+    taken = walker.next_block_pcap(out, 0, 262144, True)
+    assert taken is not None and 0 <= taken[0] <= BLOCK
+    assert status_of(walker._ring, 0) == TP_STATUS_KERNEL
+
+
+def test_a_buffer_without_room_ends_the_walk_as_an_error() -> None:
+    frames = [(1, 0, b"x" * 100, 100), (2, 0, b"y" * 100, 100)]
+    walker = RingWalker(ring_of(build_block(frames, BLOCK)), BLOCK, 1, LINKTYPE_ETHERNET)
+    out = bytearray(150)  # room for one record of 116 bytes, not two
+    assert walker.next_block_pcap(out, 0, 262144, False) == (116, 1)
+    assert walker.ring_errors == 1
+    assert bytes(out[:116]) == records_of([(1, 0, b"x" * 100, 100)], 262144, False)

@@ -12,3 +12,15 @@ def walk_block(
     cooked: bool,
     out: list[Frame],
 ) -> tuple[int, int, int]: ...
+def pcap_block(
+    ring: mmap.mmap | bytes | bytearray | memoryview,
+    base: int,
+    count: int,
+    first: int,
+    block_size: int,
+    cooked: bool,
+    snaplen: int,
+    nanosecond: bool,
+    out: bytearray | memoryview,
+    at: int,
+) -> tuple[int, int, int, int, int]: ...

@@ -3,9 +3,14 @@
 
 `walk_block` reads `count` frames of the block at `base` of `ring` (starting `first` bytes
 in) and appends one frame tuple (ring timestamp, link type, captured bytes, wire length) per
-frame to `out`.  Raw sockets: a VLAN tag the NIC stripped (TP_STATUS_VLAN_VALID) is put
-back after the two MAC addresses.  Cooked sockets: a LINUX_SLL2 header is built from the
-frame's `sockaddr_ll`.  Returns (captured bytes, ring errors, VLAN tags restored).
+frame to `out`; it returns (captured bytes, ring errors, VLAN tags restored).  `pcap_block`
+writes the same frames as classic pcap records (little-endian, µs or ns timestamps, cut to
+`snaplen`) into `out` from offset `at`, for capture to a file with no Python object per
+frame; it returns (end offset, frames, captured bytes, ring errors, VLAN tags restored).  A
+record that would not fit `out` ends the walk as an error: the caller gives it a block's
+worth of room, and a record never outgrows its ring slot.  Raw sockets: a VLAN tag the NIC
+stripped (TP_STATUS_VLAN_VALID) is put back after the two MAC addresses.  Cooked sockets: a
+LINUX_SLL2 header is built from the frame's `sockaddr_ll`.
 
 Bounds: a header, offset or length reaching outside the block ends the walk with one ring
 error; nothing outside [base, base + block_size) is read; a next offset shorter than a frame
@@ -38,69 +43,136 @@ cdef inline uint16_t _u16(const uint8_t* p) noexcept nogil:
     return v
 
 
+cdef struct Slot:
+    # one frame of a block, as its tpacket3_hdr describes it
+    Py_ssize_t start      # offset of the frame's bytes in the ring
+    uint32_t step, sec, nsec, snaplen, wirelen, tci
+    uint16_t tpid
+    bint vlan             # a tag to put back (raw sockets)
+    Py_ssize_t sll        # offset of the sockaddr_ll (cooked sockets)
+
+
+cdef int _slot(const uint8_t* p, Py_ssize_t offset, Py_ssize_t base, Py_ssize_t limit,
+               bint cooked, Slot* s) noexcept nogil:
+    """Read the frame header at `offset` into `s`; 0 when it does not fit the block."""
+    cdef Py_ssize_t need = HDR_LEN + SLL_LEN if cooked else HEAD_LEN
+    cdef uint32_t status
+    if offset < base or offset + need > limit:
+        return 0
+    s.step = _u32(p + offset)
+    s.sec = _u32(p + offset + 4)
+    s.nsec = _u32(p + offset + 8)
+    s.snaplen = _u32(p + offset + 12)
+    s.wirelen = _u32(p + offset + 16)
+    status = _u32(p + offset + 20)
+    s.start = offset + _u16(p + offset + 24)
+    s.sll = offset + HDR_LEN
+    if s.start + s.snaplen > limit:
+        return 0
+    s.vlan = not cooked and (status & STATUS_VLAN_VALID) != 0 and s.snaplen >= 12
+    if s.vlan:
+        if offset + VLAN_END > limit:
+            return 0
+        s.tci = _u32(p + offset + 32)
+        s.tpid = _u16(p + offset + 36)
+        if not (s.tpid or status & STATUS_VLAN_TPID_VALID):
+            s.tpid = 0x8100
+    return 1
+
+
+cdef Py_ssize_t _copy(const uint8_t* p, Slot* s, bint cooked, uint8_t* w) noexcept nogil:
+    """Write the frame as captured (SLL2 header or VLAN tag put back) to `w`; its length."""
+    if cooked:
+        _sll2(p + s.sll, w)
+        memcpy(w + SLL2_LEN, p + s.start, s.snaplen)
+        return SLL2_LEN + s.snaplen
+    if s.vlan:
+        memcpy(w, p + s.start, 12)
+        w[12] = <uint8_t>(s.tpid >> 8)
+        w[13] = <uint8_t>(s.tpid & 0xFF)
+        w[14] = <uint8_t>((s.tci >> 8) & 0xFF)
+        w[15] = <uint8_t>(s.tci & 0xFF)
+        memcpy(w + 16, p + s.start + 12, s.snaplen - 12)
+        return s.snaplen + 4
+    memcpy(w, p + s.start, s.snaplen)
+    return s.snaplen
+
+
+cdef inline Py_ssize_t _extra(Slot* s, bint cooked) noexcept nogil:
+    """Bytes the copy adds to the frame: the SLL2 header or the VLAN tag."""
+    return SLL2_LEN if cooked else (4 if s.vlan else 0)
+
+
 def walk_block(const uint8_t[::1] ring, Py_ssize_t base, Py_ssize_t count, Py_ssize_t first,
                Py_ssize_t block_size, object linktype, bint cooked, list out):
     cdef const uint8_t* p = &ring[0]
-    cdef Py_ssize_t limit = base + block_size, offset = base + first, start, stop, i
-    cdef Py_ssize_t need = HDR_LEN + SLL_LEN if cooked else HEAD_LEN
-    cdef uint32_t step, sec, nsec, snaplen, wirelen, status, tci
-    cdef uint16_t mac, tpid
+    cdef Py_ssize_t limit = base + block_size, offset = base + first, i, size
     cdef long long nbytes = 0
     cdef long errors = 0, restored = 0
+    cdef Slot s
     cdef bytes data
-    cdef char* w
     if limit > ring.shape[0] or base < 0:
         return 0, 1, 0
     for i in range(count):
-        if offset < base or offset + need > limit:
+        if not _slot(p, offset, base, limit, cooked, &s):
             errors += 1
             break
-        step = _u32(p + offset)
-        sec = _u32(p + offset + 4)
-        nsec = _u32(p + offset + 8)
-        snaplen = _u32(p + offset + 12)
-        wirelen = _u32(p + offset + 16)
-        status = _u32(p + offset + 20)
-        mac = _u16(p + offset + 24)
-        start = offset + mac
-        stop = start + snaplen
-        if stop > limit:
-            errors += 1
+        size = s.snaplen + _extra(&s, cooked)
+        data = PyBytes_FromStringAndSize(NULL, size)
+        _copy(p, &s, cooked, <uint8_t*>PyBytes_AS_STRING(data))
+        out.append((s.sec + s.nsec * 1e-9, linktype, data, s.wirelen + _extra(&s, cooked)))
+        nbytes += size if cooked else s.snaplen
+        restored += s.vlan
+        if s.step < HDR_LEN:
             break
-        if cooked:
-            data = PyBytes_FromStringAndSize(NULL, SLL2_LEN + snaplen)
-            w = PyBytes_AS_STRING(data)
-            _sll2(p + offset + HDR_LEN, <uint8_t*>w)
-            memcpy(w + SLL2_LEN, p + start, snaplen)
-            out.append((sec + nsec * 1e-9, linktype, data, wirelen + SLL2_LEN))
-            nbytes += snaplen + SLL2_LEN
-        elif status & STATUS_VLAN_VALID and snaplen >= 12:
-            if offset + VLAN_END > limit:
-                errors += 1
-                break
-            tci = _u32(p + offset + 32)
-            tpid = _u16(p + offset + 36)
-            if not (tpid or status & STATUS_VLAN_TPID_VALID):
-                tpid = 0x8100
-            data = PyBytes_FromStringAndSize(NULL, snaplen + 4)
-            w = PyBytes_AS_STRING(data)
-            memcpy(w, p + start, 12)
-            w[12] = <char>(tpid >> 8)
-            w[13] = <char>(tpid & 0xFF)
-            w[14] = <char>((tci >> 8) & 0xFF)
-            w[15] = <char>(tci & 0xFF)
-            memcpy(w + 16, p + start + 12, snaplen - 12)
-            out.append((sec + nsec * 1e-9, linktype, data, wirelen + 4))
-            nbytes += snaplen
-            restored += 1
-        else:
-            data = PyBytes_FromStringAndSize(<const char*>(p + start), snaplen)
-            out.append((sec + nsec * 1e-9, linktype, data, wirelen))
-            nbytes += snaplen
-        if step < HDR_LEN:
-            break
-        offset += step
+        offset += s.step
     return nbytes, errors, restored
+
+
+cdef inline void _le32(uint8_t* w, uint32_t v) noexcept nogil:
+    w[0] = v & 0xFF
+    w[1] = (v >> 8) & 0xFF
+    w[2] = (v >> 16) & 0xFF
+    w[3] = (v >> 24) & 0xFF
+
+
+def pcap_block(const uint8_t[::1] ring, Py_ssize_t base, Py_ssize_t count, Py_ssize_t first,
+               Py_ssize_t block_size, bint cooked, Py_ssize_t snaplen, bint nanosecond,
+               uint8_t[::1] out, Py_ssize_t at):
+    cdef const uint8_t* p = &ring[0]
+    cdef uint8_t* w
+    cdef Py_ssize_t limit = base + block_size, offset = base + first, i, size, kept, room
+    cdef long long nbytes = 0
+    cdef long frames = 0, errors = 0, restored = 0
+    cdef uint32_t wire
+    cdef Slot s
+    if limit > ring.shape[0] or base < 0 or at < 0 or at > out.shape[0] or snaplen < 0:
+        return at, 0, 0, 1, 0
+    for i in range(count):
+        if not _slot(p, offset, base, limit, cooked, &s):
+            errors += 1
+            break
+        size = s.snaplen + _extra(&s, cooked)
+        room = out.shape[0] - at
+        if room < 16 + size:
+            errors += 1  # the caller gives a block's worth of room: never expected
+            break
+        w = &out[0] + at
+        _copy(p, &s, cooked, w + 16)
+        kept = size if size <= snaplen else snaplen
+        wire = s.wirelen + <uint32_t>_extra(&s, cooked)
+        _le32(w, s.sec)
+        _le32(w + 4, s.nsec if nanosecond else s.nsec // 1000)
+        _le32(w + 8, <uint32_t>kept)
+        _le32(w + 12, wire)
+        at += 16 + kept
+        frames += 1
+        nbytes += size if cooked else s.snaplen
+        restored += s.vlan
+        if s.step < HDR_LEN:
+            break
+        offset += s.step
+    return at, frames, nbytes, errors, restored
 
 
 cdef void _sll2(const uint8_t* sll, uint8_t* w) noexcept nogil:

@@ -19,9 +19,14 @@ Counters: `received`/`bytes` are frames and captured bytes handed over; `dropped
 kernel's tp_drops (PACKET_STATISTICS resets on read, so it is accumulated); on a TPACKET_V3
 ring socket a frame is counted there when it found no free block (the ring was full; a
 failed kernel allocation is the only other, rare, cause), so all of it is also reported as
-`extra["ring_dropped"]`; `if_dropped` is the growth of the interfaces' rx_dropped since open.  A filter the kernel cannot run on a
-cooked socket (it reads link-header bytes) runs in user space; frames it rejects are counted
-in `extra["user_filtered"]`.  Ring walk bounds are those of `tpacket.RingWalker`.
+`extra["ring_dropped"]`; `if_dropped` is the growth of the interfaces' rx_dropped since
+open.  A filter the kernel cannot run on a cooked socket (it reads link-header bytes) runs
+in user space; frames it rejects are counted in `extra["user_filtered"]`.  Ring walk bounds
+are those of `tpacket.RingWalker`.
+
+`pcap_batches()` is `batches()` for capture to a file: each block as ready pcap records,
+written in C straight from the ring, with no Python object per frame (`live` uses it for
+`-w` when every ring has the same link type and no user-space filter).
 """
 
 from __future__ import annotations
@@ -36,11 +41,11 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from pilotfish.capture.base import (
     LINKTYPE_ETHERNET,
@@ -57,6 +62,7 @@ from pilotfish.capture.wakeup import Wakeup
 from pilotfish.model import Frame
 
 NAME: Final = "afpacket"
+T = TypeVar("T")
 NEEDS_CAP: Final = "needs CAP_NET_RAW: run as root or grant the capability"
 ANY: Final = "any"
 
@@ -131,14 +137,18 @@ class _Ring:
         self.kernel_drops += drops
         self.freeze_q_cnt += freezes
 
-    def take_block(self) -> list[Frame] | None:
+    def take_block(self) -> tuple[list[Frame], int] | None:
+        """The next retired block's frames (those the user-space filter keeps) and their
+        count, or None while the kernel holds it."""
         frames = self.walker.next_block()
+        if frames is None:
+            return None
         if frames and self.user_filter is not None:
             matches = self.user_filter.matches
             kept = [f for f in frames if matches(f[2], f[3])]
             self.user_filtered += len(frames) - len(kept)
             frames = kept
-        return frames
+        return frames, len(frames)
 
 
 class AfPacketSource:
@@ -258,18 +268,52 @@ class AfPacketSource:
         return user
 
     def batches(self) -> Iterator[list[Frame]]:
+        return self._blocks(_Ring.take_block, list)
+
+    def record_linktype(self) -> int | None:
+        """The link type of every ring when their frames can go to a pcap file straight from
+        the ring (`pcap_batches`), else None (rings of different kinds, or a filter that
+        runs in user space)."""
+        kinds = {ring.walker.linktype for ring in self._rings}
+        if len(kinds) != 1 or any(ring.user_filter is not None for ring in self._rings):
+            return None
+        return kinds.pop()
+
+    def pcap_batches(self, snaplen: int, nanosecond: bool) -> Iterator[tuple[memoryview, int]]:
+        """Like `batches()`, but each retired block comes as classic pcap records (cut to
+        `snaplen`, µs or ns timestamps) with its frame count, written in C straight from the
+        ring into one reused buffer: an item is valid until the next one is asked for.
+        Only when `record_linktype()` is not None."""
+        if self.record_linktype() is None:
+            raise SourceError("afpacket: these rings cannot be written as records")
+        buffer = bytearray(self.options.block_size)  # a block's records never outgrow it
+        view = memoryview(buffer)
+
+        def take(ring: _Ring) -> tuple[tuple[memoryview, int], int] | None:
+            got = ring.walker.next_block_pcap(buffer, 0, snaplen, nanosecond)
+            return None if got is None else ((view[: got[0]], got[1]), got[1])
+
+        return self._blocks(take, lambda: (view[:0], 0))
+
+    def _blocks(
+        self, take: Callable[[_Ring], tuple[T, int] | None], idle: Callable[[], T]
+    ) -> Iterator[T]:
+        """What `take(ring)` makes of each retired block -> (item, frames), None while the
+        kernel still holds it; `idle()` when nothing arrived for a poll interval."""
         if not self._rings and not self._closing.is_set():
             raise SourceError("afpacket: batches() before open()")
         self._iterating = True
         try:
-            yield from self._read()
-            yield from self._drain()
+            yield from self._read(take, idle)
+            yield from self._drain(take)
         finally:
             self._iterating = False
             if self._closing.is_set():
                 self._finish()
 
-    def _read(self) -> Iterator[list[Frame]]:
+    def _read(
+        self, take: Callable[[_Ring], tuple[T, int] | None], idle: Callable[[], T]
+    ) -> Iterator[T]:
         """Retired blocks as they come, until close() is called."""
         poller = select.poll()
         by_fd: dict[int, _Ring] = {}
@@ -282,24 +326,24 @@ class AfPacketSource:
             produced = False
             for ring in self._rings:
                 with self._lock:
-                    frames = ring.take_block()
-                if frames is None:
+                    got = take(ring)
+                if got is None:
                     continue
                 produced = True
-                if frames:
-                    yield frames
+                if got[1]:
+                    yield got[0]
             if produced:
                 continue
             events = poller.poll(_POLL_MS)
             if self._closing.is_set():
                 return
             if not events:
-                yield []  # idle: let the consumer run its timers
+                yield idle()  # let the consumer run its timers
             for fd, event in events:
                 if event & (select.POLLERR | select.POLLHUP) and fd in by_fd:
                     self._check_socket_error(by_fd[fd])
 
-    def _drain(self) -> Iterator[list[Frame]]:
+    def _drain(self, take: Callable[[_Ring], tuple[T, int] | None]) -> Iterator[T]:
         """After close(): every ring's retired blocks and the block still being filled.
 
         Bounded: at most one ring's worth of blocks plus the current one per ring, and the
@@ -311,12 +355,12 @@ class AfPacketSource:
             budget = ring.walker.block_count + 1
             while budget > 0:
                 with self._lock:
-                    frames = ring.take_block()
-                    filling = frames is None and ring.walker.filling()
-                if frames is not None:
+                    got = take(ring)
+                    filling = got is None and ring.walker.filling()
+                if got is not None:
                     budget -= 1
-                    if frames:
-                        yield frames
+                    if got[1]:
+                        yield got[0]
                     continue
                 if not filling:
                     break

@@ -81,6 +81,22 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class RecordSource(Protocol):
+    """A source that can also hand over its frames as ready pcap records (for `-w`)."""
+
+    def record_linktype(self) -> int | None:
+        """The records' link type, or None when this source cannot make records now."""
+        ...
+
+    def pcap_batches(
+        self, snaplen: int, nanosecond: bool
+    ) -> Iterator[tuple[bytes | bytearray | memoryview, int]]:
+        """(records, frames) per batch, like `Source.batches()`; an item is valid until the
+        next one is asked for."""
+        ...
+
+
 @dataclass(frozen=True)
 class CaptureOptions:
     """What a live capture was asked for."""

@@ -394,6 +394,24 @@ class PcapWriter:
         self._fill = fill
         self.frames += len(frames)
 
+    def write_records(self, records: bytes | bytearray | memoryview, frames: int) -> None:
+        """Append ready classic records holding `frames` frames, already in this file's link
+        type, snaplen and timestamp unit (as `AfPacketSource.pcap_batches` writes them)."""
+        if self._closed:
+            raise ValueError("write to a closed PcapWriter")
+        size = len(records)
+        fill = self._fill
+        if fill + size > _BUFFER_SIZE:
+            self._write_out(fill)
+            fill = 0
+            if size > _BUFFER_SIZE // 4:  # big enough to go out on its own
+                self._file.write(records)
+                self.frames += frames
+                return
+        self._buf[fill : fill + size] = records
+        self._fill = fill + size
+        self.frames += frames
+
     def _write_out(self, fill: int) -> None:
         if fill:
             self._file.write(self._view[:fill])

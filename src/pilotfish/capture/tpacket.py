@@ -4,7 +4,9 @@ The kernel fills blocks of `block_size` bytes; a block whose `block_status` has
 `TP_STATUS_USER` belongs to user space.  `RingWalker.next_block()` takes the next such block
 in ring order, copies each frame out (in C, `_tpwalk.walk_block`: one bytes object and one
 tuple per frame) and hands the block straight back to the kernel (`TP_STATUS_KERNEL`), so a
-consumer may keep the frames as long as it likes.
+consumer may keep the frames as long as it likes.  `next_block_pcap()` writes the block's
+frames as pcap records straight into a caller's buffer instead (`_tpwalk.pcap_block`), for
+capture to a file without a Python object per frame.
 
 Frames are `model.Frame` tuples: (ring timestamp, linktype, bytes, wire length).  On a cooked
 (SOCK_DGRAM) socket a LINUX_SLL2 header is synthesised from the frame's `sockaddr_ll`; on an
@@ -20,9 +22,10 @@ from __future__ import annotations
 
 import mmap
 import struct
+from collections.abc import Callable
 from typing import Final
 
-from pilotfish.capture._tpwalk import walk_block
+from pilotfish.capture._tpwalk import pcap_block, walk_block
 from pilotfish.capture.base import LINKTYPE_LINUX_SLL2
 from pilotfish.model import Frame
 
@@ -92,22 +95,50 @@ class RingWalker:
 
     def next_block(self) -> list[Frame] | None:
         """The frames of the next retired block (then returned to the kernel), or None."""
+        frames: list[Frame] = []
+
+        def walk(base: int, count: int, first: int) -> tuple[int, int, int, int]:
+            nbytes, errors, restored = walk_block(
+                self._ring, base, count, first, self.block_size, self.linktype, self.cooked, frames
+            )
+            return len(frames), nbytes, errors, restored
+
+        return None if self._take(walk) is None else frames
+
+    def next_block_pcap(
+        self, out: bytearray, at: int, snaplen: int, nanosecond: bool
+    ) -> tuple[int, int] | None:
+        """The frames of the next retired block written as pcap records into `out` from `at`
+        (which must leave `block_size` bytes of room): (end offset, frames), or None."""
+        end = [at]
+
+        def walk(base: int, count: int, first: int) -> tuple[int, int, int, int]:
+            end[0], frames, nbytes, errors, restored = pcap_block(
+                self._ring, base, count, first, self.block_size, self.cooked, snaplen,
+                nanosecond, out, at,
+            )  # fmt: skip
+            return frames, nbytes, errors, restored
+
+        taken = self._take(walk)
+        return None if taken is None else (end[0], taken)
+
+    def _take(self, walk: Callable[[int, int, int], tuple[int, int, int, int]]) -> int | None:
+        """Walk the next retired block with `walk(base, count, first)` -> (frames, bytes,
+        ring errors, VLAN tags restored), hand it back to the kernel, count; None when the
+        block is still the kernel's, else the number of frames."""
         ring = self._ring
         base = self._index * self.block_size
         status, count, first = _BLOCK_HEAD.unpack_from(ring, base)
         if not status & TP_STATUS_USER:
             return None
         count = min(count, self.block_size // _MIN_STRIDE)
-        frames: list[Frame] = []
         try:
-            nbytes, errors, restored = walk_block(
-                ring, base, count, first, self.block_size, self.linktype, self.cooked, frames
-            )
+            frames, nbytes, errors, restored = walk(base, count, first)
         finally:
             _STATUS.pack_into(ring, base + _BLOCK_STATUS_OFFSET, TP_STATUS_KERNEL)
             self._index = (self._index + 1) % self.block_count
             self.blocks += 1
-        self.received += len(frames)
+        self.received += frames
         self.bytes += nbytes
         self.ring_errors += errors
         self.vlan_restored += restored
