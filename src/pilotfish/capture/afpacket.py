@@ -39,7 +39,6 @@ import os
 import select
 import socket
 import struct
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -57,8 +56,8 @@ from pilotfish.capture.base import (
     SourceUnavailable,
 )
 from pilotfish.capture.bpf import DEFAULT_SNAPLEN, BpfError, BpfProgram, compile_filter
+from pilotfish.capture.closing import RingClosing
 from pilotfish.capture.tpacket import TPACKET_REQ3, TPACKET_V3, RingWalker
-from pilotfish.capture.wakeup import Wakeup
 from pilotfish.model import Frame
 
 NAME: Final = "afpacket"
@@ -151,21 +150,17 @@ class _Ring:
         return frames, len(frames)
 
 
-class AfPacketSource:
+class AfPacketSource(RingClosing):
     """Live capture through TPACKET_V3 rings (see the module docstring)."""
 
     name = NAME
 
     def __init__(self, options: CaptureOptions) -> None:
+        super().__init__()
         self.options = options
         self._rings: list[_Ring] = []
-        self._lock = threading.Lock()
-        self._closing = threading.Event()
-        self._wakeup = Wakeup()
         self._if_dropped_base = 0
         self._reason = ""
-        self._final: CaptureStats | None = None
-        self._iterating = False
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -382,12 +377,6 @@ class AfPacketSource:
         except OSError:
             raise SourceError(f"afpacket: interface {ring.interface} disappeared") from None
 
-    def stats(self) -> CaptureStats:
-        with self._lock:
-            if self._final is not None:
-                return self._final
-            return self._collect()
-
     def _collect(self) -> CaptureStats:
         stats = CaptureStats(backend=NAME, reason=self._reason)
         extra: dict[str, int] = {
@@ -415,19 +404,6 @@ class AfPacketSource:
             stats.if_dropped = max(0, grown)
         stats.extra.update(extra)
         return stats
-
-    def close(self) -> None:
-        self._closing.set()
-        self._wakeup.wake()
-        if not self._iterating:
-            self._finish()
-        # else batches() drains the ring, then releases it as it ends
-
-    def _finish(self) -> None:
-        with self._lock:
-            if self._final is None and self._rings:
-                self._final = self._collect()
-            self._release()
 
     def _release(self) -> None:
         for ring in self._rings:

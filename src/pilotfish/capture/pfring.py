@@ -32,7 +32,6 @@ import importlib
 import os
 import select
 import struct
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -44,7 +43,7 @@ from pilotfish.capture.base import (
     SourceError,
     SourceUnavailable,
 )
-from pilotfish.capture.wakeup import Wakeup
+from pilotfish.capture.closing import RingClosing
 from pilotfish.model import Frame
 
 NAME: Final = "pfring"
@@ -176,28 +175,24 @@ class _Buffers:
         return total
 
 
-class PfRingSource:
+class PfRingSource(RingClosing):
     """Live capture through libpfring (see the module docstring)."""
 
     name = NAME
 
     def __init__(self, options: CaptureOptions, library: str | None = None) -> None:
+        super().__init__()
         self.options = options
         self._library = library
         self._lib: ctypes.CDLL | None = None
         self._ffi: Any = None
         self._helper: Any = None
         self._rings: list[_Ring] = []
-        self._lock = threading.Lock()
-        self._closing = threading.Event()
-        self._wakeup = Wakeup()
         self._received = 0
         self._bytes = 0
         self._bad = 0
         self._errors = 0
         self._reason = ""
-        self._final: CaptureStats | None = None
-        self._iterating = False
         self._buffers: _Buffers | None = None
 
     def open(self) -> None:
@@ -303,12 +298,6 @@ class PfRingSource:
         self._received += len(frames)
         return frames
 
-    def stats(self) -> CaptureStats:
-        with self._lock:
-            if self._final is not None:
-                return self._final
-            return self._collect()
-
     def _collect(self) -> CaptureStats:
         for ring in self._rings:
             ring.read_stats()
@@ -326,19 +315,6 @@ class PfRingSource:
                 "recv_errors": self._errors,
             },
         )
-
-    def close(self) -> None:
-        self._closing.set()
-        self._wakeup.wake()
-        if not self._iterating:
-            self._finish()
-        # else batches() hands over what the rings hold, then releases them
-
-    def _finish(self) -> None:
-        with self._lock:
-            if self._final is None and self._rings:
-                self._final = self._collect()
-            self._release()
 
     def _release(self) -> None:
         for ring in self._rings:
