@@ -439,3 +439,26 @@ def test_a_user_space_filter_keeps_records_off(veth: VethNs) -> None:
             next(source.pcap_batches(65535, True))
     finally:
         source.close()
+
+
+@pytest.mark.integration
+@root_only
+@pytest.mark.parametrize(("interface", "offset"), [("lo", ETH_HEADER), ("any", SLL2_HEADER)])
+def test_loopback_frames_are_captured_once_like_tcpdump(
+    interface: str, offset: int, tmp_path: Path
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(("127.0.0.1", 0))
+        port = receiver.getsockname()[1]
+        source = AfPacketSource(options([interface], bpf=f"udp port {port}"))
+        source.open()
+        pcap = tmp_path / "lo.pcap"
+        sent = [b"datagram %d" % i for i in range(200)]
+        with tcpdump("lo", pcap), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            for payload in sent:
+                sender.sendto(payload, ("127.0.0.1", port))
+            frames = collect(source, lambda fs: len(fs) >= len(sent))
+    assert udp_frames(frames, port, offset) == sent  # each once: the sent copy skipped
+    assert source.stats().extra["loopback_echoes"] == len(sent)
+    parsed = [l4_of(data, ETH_HEADER) for data, _ in read_pcap(pcap)]
+    assert [p[3] for p in parsed if p is not None and p[2] == port] == sent  # tcpdump: once

@@ -274,3 +274,26 @@ def test_a_buffer_without_room_ends_the_walk_as_an_error() -> None:
     assert walker.next_block_pcap(out, 0, 262144, False) == (116, 1)
     assert walker.ring_errors == 1
     assert bytes(out[:116]) == records_of([(1, 0, b"x" * 100, 100)], 262144, False)
+
+
+def test_loopback_echoes_are_skipped_once_and_counted() -> None:
+    def sll(ifindex: int, pkttype: int) -> bytes:
+        return SOCKADDR_LL.pack(17, b"\x08\x00", ifindex, 772, pkttype, 6, bytes(8))
+
+    sent, received, elsewhere = sll(1, 4), sll(1, 0), sll(2, 4)  # PACKET_OUTGOING is 4
+    frame = [(1, 0, b"a" * 20, 20)]
+    blocks = [build_block(frame, BLOCK, sockaddr=s) for s in (sent, received, elsewhere)]
+    walker = RingWalker(ring_of(*blocks), BLOCK, 3, LINKTYPE_ETHERNET, loopback=1)
+    kept = [(1.0, LINKTYPE_ETHERNET, b"a" * 20, 20)]
+    assert [walker.next_block() for _ in range(3)] == [[], kept, kept]  # sent on 1 only
+    assert walker.echoes == 1 and walker.received == 2
+    records = RingWalker(ring_of(*blocks), BLOCK, 3, LINKTYPE_ETHERNET, loopback=1)
+    out = bytearray(BLOCK)
+    assert [records.next_block_pcap(out, 0, 262144, True) for _ in range(3)] == [
+        (0, 0),
+        (36, 1),
+        (36, 1),
+    ]
+    assert records.echoes == 1
+    kept_all = RingWalker(ring_of(*blocks), BLOCK, 3, LINKTYPE_ETHERNET)  # not a loopback
+    assert [len(kept_all.next_block() or []) for _ in range(3)] == [1, 1, 1]

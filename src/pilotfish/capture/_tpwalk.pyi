@@ -10,8 +10,9 @@ def walk_block(
     block_size: int,
     linktype: int,
     cooked: bool,
+    loopback: int,
     out: list[Frame],
-) -> tuple[int, int, int]: ...
+) -> tuple[int, int, int, int]: ...
 def pcap_block(
     ring: mmap.mmap | bytes | bytearray | memoryview,
     base: int,
@@ -19,8 +20,9 @@ def pcap_block(
     first: int,
     block_size: int,
     cooked: bool,
+    loopback: int,
     snaplen: int,
     nanosecond: bool,
     out: bytearray | memoryview,
     at: int,
-) -> tuple[int, int, int, int, int]: ...
+) -> tuple[int, int, int, int, int, int]: ...

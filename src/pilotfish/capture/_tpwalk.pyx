@@ -3,14 +3,17 @@
 
 `walk_block` reads `count` frames of the block at `base` of `ring` (starting `first` bytes
 in) and appends one frame tuple (ring timestamp, link type, captured bytes, wire length) per
-frame to `out`; it returns (captured bytes, ring errors, VLAN tags restored).  `pcap_block`
-writes the same frames as classic pcap records (little-endian, µs or ns timestamps, cut to
-`snaplen`) into `out` from offset `at`, for capture to a file with no Python object per
-frame; it returns (end offset, frames, captured bytes, ring errors, VLAN tags restored).  A
-record that would not fit `out` ends the walk as an error: the caller gives it a block's
-worth of room, and a record never outgrows its ring slot.  Raw sockets: a VLAN tag the NIC
-stripped (TP_STATUS_VLAN_VALID) is put back after the two MAC addresses.  Cooked sockets: a
-LINUX_SLL2 header is built from the frame's `sockaddr_ll`.
+frame to `out`; it returns (captured bytes, ring errors, VLAN tags restored, echoes).
+`pcap_block` writes the same frames as classic pcap records (little-endian, µs or ns
+timestamps, cut to `snaplen`) into `out` from offset `at`, for capture to a file with no
+Python object per frame; it returns (end offset, frames, captured bytes, ring errors, VLAN
+tags restored, echoes).  A record that would not fit `out` ends the walk as an error: the
+caller gives it a block's worth of room, and a record never outgrows its ring slot.  Raw
+sockets: a VLAN tag the NIC stripped (TP_STATUS_VLAN_VALID) is put back after the two MAC
+addresses.  Cooked sockets: a LINUX_SLL2 header is built from the frame's `sockaddr_ll`.
+Echoes: a loopback device hands a packet socket each frame twice, once as sent
+(PACKET_OUTGOING) and once as received; with `loopback` set to its ifindex (0: none) the
+sent copy is skipped and counted, so every frame is seen once.
 
 Bounds: a header, offset or length reaching outside the block ends the walk with one ring
 error; nothing outside [base, base + block_size) is read; a next offset shorter than a frame
@@ -28,6 +31,7 @@ cdef enum:
     SLL_LEN = 20  # sizeof(struct sockaddr_ll)
     SLL2_LEN = 20
     STATUS_VLAN_VALID = 0x10
+    PACKET_OUTGOING = 4
     STATUS_VLAN_TPID_VALID = 0x40
 
 
@@ -49,14 +53,17 @@ cdef struct Slot:
     uint32_t step, sec, nsec, snaplen, wirelen, tci
     uint16_t tpid
     bint vlan             # a tag to put back (raw sockets)
-    Py_ssize_t sll        # offset of the sockaddr_ll (cooked sockets)
+    Py_ssize_t sll        # offset of the sockaddr_ll
+    bint echo             # loopback's copy of a frame it sent (seen again as received)
 
 
 cdef int _slot(const uint8_t* p, Py_ssize_t offset, Py_ssize_t base, Py_ssize_t limit,
-               bint cooked, Slot* s) noexcept nogil:
-    """Read the frame header at `offset` into `s`; 0 when it does not fit the block."""
-    cdef Py_ssize_t need = HDR_LEN + SLL_LEN if cooked else HEAD_LEN
+               bint cooked, int32_t loopback, Slot* s) noexcept nogil:
+    """Read the frame header at `offset` into `s`; 0 when it does not fit the block.
+    `loopback` (an ifindex, 0 for none): its outgoing frames are marked as echoes."""
+    cdef Py_ssize_t need = HDR_LEN + SLL_LEN if cooked or loopback else HEAD_LEN
     cdef uint32_t status
+    cdef int32_t ifindex
     if offset < base or offset + need > limit:
         return 0
     s.step = _u32(p + offset)
@@ -69,6 +76,10 @@ cdef int _slot(const uint8_t* p, Py_ssize_t offset, Py_ssize_t base, Py_ssize_t 
     s.sll = offset + HDR_LEN
     if s.start + s.snaplen > limit:
         return 0
+    s.echo = False
+    if loopback:
+        memcpy(&ifindex, p + s.sll + 4, 4)
+        s.echo = ifindex == loopback and p[s.sll + 10] == PACKET_OUTGOING
     s.vlan = not cooked and (status & STATUS_VLAN_VALID) != 0 and s.snaplen >= 12
     if s.vlan:
         if offset + VLAN_END > limit:
@@ -104,19 +115,26 @@ cdef inline Py_ssize_t _extra(Slot* s, bint cooked) noexcept nogil:
 
 
 def walk_block(const uint8_t[::1] ring, Py_ssize_t base, Py_ssize_t count, Py_ssize_t first,
-               Py_ssize_t block_size, object linktype, bint cooked, list out):
+               Py_ssize_t block_size, object linktype, bint cooked, int32_t loopback,
+               list out):
     cdef const uint8_t* p = &ring[0]
     cdef Py_ssize_t limit = base + block_size, offset = base + first, i, size
     cdef long long nbytes = 0
-    cdef long errors = 0, restored = 0
+    cdef long errors = 0, restored = 0, echoes = 0
     cdef Slot s
     cdef bytes data
     if limit > ring.shape[0] or base < 0:
-        return 0, 1, 0
+        return 0, 1, 0, 0
     for i in range(count):
-        if not _slot(p, offset, base, limit, cooked, &s):
+        if not _slot(p, offset, base, limit, cooked, loopback, &s):
             errors += 1
             break
+        if s.echo:
+            echoes += 1
+            if s.step < HDR_LEN:
+                break
+            offset += s.step
+            continue
         size = s.snaplen + _extra(&s, cooked)
         data = PyBytes_FromStringAndSize(NULL, size)
         _copy(p, &s, cooked, <uint8_t*>PyBytes_AS_STRING(data))
@@ -126,7 +144,7 @@ def walk_block(const uint8_t[::1] ring, Py_ssize_t base, Py_ssize_t count, Py_ss
         if s.step < HDR_LEN:
             break
         offset += s.step
-    return nbytes, errors, restored
+    return nbytes, errors, restored, echoes
 
 
 cdef inline void _le32(uint8_t* w, uint32_t v) noexcept nogil:
@@ -137,21 +155,27 @@ cdef inline void _le32(uint8_t* w, uint32_t v) noexcept nogil:
 
 
 def pcap_block(const uint8_t[::1] ring, Py_ssize_t base, Py_ssize_t count, Py_ssize_t first,
-               Py_ssize_t block_size, bint cooked, Py_ssize_t snaplen, bint nanosecond,
-               uint8_t[::1] out, Py_ssize_t at):
+               Py_ssize_t block_size, bint cooked, int32_t loopback, Py_ssize_t snaplen,
+               bint nanosecond, uint8_t[::1] out, Py_ssize_t at):
     cdef const uint8_t* p = &ring[0]
     cdef uint8_t* w
     cdef Py_ssize_t limit = base + block_size, offset = base + first, i, size, kept, room
     cdef long long nbytes = 0
-    cdef long frames = 0, errors = 0, restored = 0
+    cdef long frames = 0, errors = 0, restored = 0, echoes = 0
     cdef uint32_t wire
     cdef Slot s
     if limit > ring.shape[0] or base < 0 or at < 0 or at > out.shape[0] or snaplen < 0:
-        return at, 0, 0, 1, 0
+        return at, 0, 0, 1, 0, 0
     for i in range(count):
-        if not _slot(p, offset, base, limit, cooked, &s):
+        if not _slot(p, offset, base, limit, cooked, loopback, &s):
             errors += 1
             break
+        if s.echo:
+            echoes += 1
+            if s.step < HDR_LEN:
+                break
+            offset += s.step
+            continue
         size = s.snaplen + _extra(&s, cooked)
         room = out.shape[0] - at
         if room < 16 + size:
@@ -172,7 +196,7 @@ def pcap_block(const uint8_t[::1] ring, Py_ssize_t base, Py_ssize_t count, Py_ss
         if s.step < HDR_LEN:
             break
         offset += s.step
-    return at, frames, nbytes, errors, restored
+    return at, frames, nbytes, errors, restored, echoes
 
 
 cdef void _sll2(const uint8_t* sll, uint8_t* w) noexcept nogil:

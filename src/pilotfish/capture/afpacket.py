@@ -22,7 +22,9 @@ failed kernel allocation is the only other, rare, cause), so all of it is also r
 `extra["ring_dropped"]`; `if_dropped` is the growth of the interfaces' rx_dropped since
 open.  A filter the kernel cannot run on a cooked socket (it reads link-header bytes) runs
 in user space; frames it rejects are counted in `extra["user_filtered"]`.  Ring walk bounds
-are those of `tpacket.RingWalker`.
+are those of `tpacket.RingWalker`.  A loopback device hands the socket every frame twice (as
+sent and as received): the sent copy is skipped and counted in `extra["loopback_echoes"]`,
+so each frame is captured once, as tcpdump does.
 
 `pcap_batches()` is `batches()` for capture to a file: each block as ready pcap records,
 written in C straight from the ring, with no Python object per frame (`live` uses it for
@@ -78,10 +80,11 @@ SO_ATTACH_FILTER: Final = 26
 ETH_P_ALL: Final = 0x0003
 FRAME_SIZE: Final = 2048  # nominal tp_frame_size; V3 packs variable-size frames in blocks
 
+_ARPHRD_LOOPBACK: Final = 772
 # ARPHRD_* -> (socket type, linktype) for named interfaces; other types are captured cooked.
 _ARPHRD_LINKTYPES: Final = {
     1: LINKTYPE_ETHERNET,  # ARPHRD_ETHER
-    772: LINKTYPE_ETHERNET,  # ARPHRD_LOOPBACK (zeroed Ethernet header)
+    _ARPHRD_LOOPBACK: LINKTYPE_ETHERNET,  # zeroed Ethernet header
     65534: LINKTYPE_RAW,  # ARPHRD_NONE (tun, wireguard): IP from the first byte
 }
 
@@ -232,7 +235,9 @@ class AfPacketSource(RingClosing):
             if opts.promiscuous and ifindex:
                 mreq = _PACKET_MREQ.pack(ifindex, PACKET_MR_PROMISC, 0, b"")
                 sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
-            walker = RingWalker(mapping, opts.block_size, opts.block_count, linktype, cooked)
+            walker = RingWalker(
+                mapping, opts.block_size, opts.block_count, linktype, cooked, _loopback(name)
+            )
             return _Ring(name, ifindex, sock, mapping, walker, user_filter)
         except BaseException:
             if mapping is not None:
@@ -386,6 +391,7 @@ class AfPacketSource(RingClosing):
             "user_filtered": 0,
             "ring_errors": 0,
             "vlan_restored": 0,
+            "loopback_echoes": 0,
         }
         for ring in self._rings:
             with contextlib.suppress(OSError):
@@ -399,6 +405,7 @@ class AfPacketSource(RingClosing):
             extra["user_filtered"] += ring.user_filtered
             extra["ring_errors"] += ring.walker.ring_errors
             extra["vlan_restored"] += ring.walker.vlan_restored
+            extra["loopback_echoes"] += ring.walker.echoes
         if self._rings:
             grown = rx_dropped(self._sysfs_names()) - self._if_dropped_base
             stats.if_dropped = max(0, grown)
@@ -438,6 +445,22 @@ def _describe_interface(name: str) -> tuple[int, int, bool]:
     if linktype is None:
         return ifindex, LINKTYPE_LINUX_SLL2, True
     return ifindex, linktype, False
+
+
+def _loopback(name: str) -> int:
+    """The ifindex of the loopback device this capture sees (`name` itself, or for `any`
+    the machine's), whose sent copy of every frame the ring walk skips; 0 for none."""
+    names = [name]
+    if name == ANY:
+        with contextlib.suppress(OSError):
+            names = sorted(p.name for p in _SYSFS_NET.iterdir())
+    for candidate in names:
+        try:
+            if int((_SYSFS_NET / candidate / "type").read_text()) == _ARPHRD_LOOPBACK:
+                return socket.if_nametoindex(candidate)
+        except (OSError, ValueError):
+            continue
+    return 0
 
 
 def _bind(sock: socket.socket, ifindex: int, name: str) -> None:

@@ -10,7 +10,9 @@ capture to a file without a Python object per frame.
 
 Frames are `model.Frame` tuples: (ring timestamp, linktype, bytes, wire length).  On a cooked
 (SOCK_DGRAM) socket a LINUX_SLL2 header is synthesised from the frame's `sockaddr_ll`; on an
-Ethernet socket a VLAN tag the NIC stripped is put back in the frame.
+Ethernet socket a VLAN tag the NIC stripped is put back in the frame.  On a loopback device
+(`loopback` = its ifindex) the copy of each frame as sent is skipped and counted in `echoes`:
+the device hands it over again as received.
 
 Works on any shared mapping, so it is tested on an anonymous mmap without a kernel ring.  Bounds:
 a header, offset or length pointing outside its block ends that block's walk and is counted
@@ -68,8 +70,10 @@ class RingWalker:
         block_count: int,
         linktype: int,
         cooked: bool = False,
+        loopback: int = 0,
     ) -> None:
         self._ring = ring
+        self.loopback = loopback  # ifindex whose sent copies are skipped (0: none)
         self.block_size = block_size
         self.block_count = block_count
         self.linktype = LINKTYPE_LINUX_SLL2 if cooked else linktype
@@ -80,6 +84,7 @@ class RingWalker:
         self.blocks = 0
         self.ring_errors = 0
         self.vlan_restored = 0
+        self.echoes = 0
 
     def ready(self) -> bool:
         """Whether the next block in ring order belongs to user space."""
@@ -97,11 +102,12 @@ class RingWalker:
         """The frames of the next retired block (then returned to the kernel), or None."""
         frames: list[Frame] = []
 
-        def walk(base: int, count: int, first: int) -> tuple[int, int, int, int]:
-            nbytes, errors, restored = walk_block(
-                self._ring, base, count, first, self.block_size, self.linktype, self.cooked, frames
-            )
-            return len(frames), nbytes, errors, restored
+        def walk(base: int, count: int, first: int) -> tuple[int, int, int, int, int]:
+            nbytes, errors, restored, echoes = walk_block(
+                self._ring, base, count, first, self.block_size, self.linktype, self.cooked,
+                self.loopback, frames,
+            )  # fmt: skip
+            return len(frames), nbytes, errors, restored, echoes
 
         return None if self._take(walk) is None else frames
 
@@ -112,20 +118,20 @@ class RingWalker:
         (which must leave `block_size` bytes of room): (end offset, frames), or None."""
         end = [at]
 
-        def walk(base: int, count: int, first: int) -> tuple[int, int, int, int]:
-            end[0], frames, nbytes, errors, restored = pcap_block(
-                self._ring, base, count, first, self.block_size, self.cooked, snaplen,
-                nanosecond, out, at,
+        def walk(base: int, count: int, first: int) -> tuple[int, int, int, int, int]:
+            end[0], frames, nbytes, errors, restored, echoes = pcap_block(
+                self._ring, base, count, first, self.block_size, self.cooked, self.loopback,
+                snaplen, nanosecond, out, at,
             )  # fmt: skip
-            return frames, nbytes, errors, restored
+            return frames, nbytes, errors, restored, echoes
 
         taken = self._take(walk)
         return None if taken is None else (end[0], taken)
 
-    def _take(self, walk: Callable[[int, int, int], tuple[int, int, int, int]]) -> int | None:
+    def _take(self, walk: Callable[[int, int, int], tuple[int, int, int, int, int]]) -> int | None:
         """Walk the next retired block with `walk(base, count, first)` -> (frames, bytes,
-        ring errors, VLAN tags restored), hand it back to the kernel, count; None when the
-        block is still the kernel's, else the number of frames."""
+        ring errors, VLAN tags restored, echoes), hand it back to the kernel, count; None when
+        the block is still the kernel's, else the number of frames."""
         ring = self._ring
         base = self._index * self.block_size
         status, count, first = _BLOCK_HEAD.unpack_from(ring, base)
@@ -133,7 +139,7 @@ class RingWalker:
             return None
         count = min(count, self.block_size // _MIN_STRIDE)
         try:
-            frames, nbytes, errors, restored = walk(base, count, first)
+            frames, nbytes, errors, restored, echoes = walk(base, count, first)
         finally:
             _STATUS.pack_into(ring, base + _BLOCK_STATUS_OFFSET, TP_STATUS_KERNEL)
             self._index = (self._index + 1) % self.block_count
@@ -142,6 +148,7 @@ class RingWalker:
         self.bytes += nbytes
         self.ring_errors += errors
         self.vlan_restored += restored
+        self.echoes += echoes
         return frames
 
 
