@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import shutil
+import struct
 import subprocess
 from typing import Any
 
@@ -116,3 +117,33 @@ def test_frames_longer_than_snaplen_are_cut(script: ctypes.CDLL) -> None:
     got = drain(script, max_frames=8, snaplen=64, cap=8192)
     assert got["caplens"] == [60, 64]
     assert got["wirelens"] == [60, 1500]
+
+
+def records(script: ctypes.CDLL, snaplen: int, nanosecond: bool, cap: int = 8192) -> tuple:
+    ffi, lib = load_helper()
+    script.script_reset()
+    recv = ffi.cast("void *", ctypes.cast(script.script_recv, ctypes.c_void_p).value)
+    buf, used, counts = ffi.new("uint8_t[]", cap), ffi.new("size_t *"), ffi.new("uint64_t[2]")
+    n = lib.pf_ring_records(recv, ffi.NULL, 8, snaplen, nanosecond, buf, cap, used, counts)
+    return n, ffi.buffer(buf, used[0])[:], list(counts)
+
+
+def test_records_are_classic_pcap_with_the_header_times(script: ctypes.CDLL) -> None:
+    n, data, counts = records(script, snaplen=2048, nanosecond=False)
+    first = struct.pack("<IIII", 10, 500_000, 60, 60) + payload()[:60]
+    second = struct.pack("<IIII", 11, 250_000, 100, 1500) + payload()[3:103]
+    assert (n, data, counts) == (2, first + second, [2, 1])
+    n, data, _ = records(script, snaplen=64, nanosecond=True)
+    assert (
+        data
+        == struct.pack("<IIII", 10, 500_000_000, 60, 60)
+        + payload()[:60]
+        + struct.pack("<IIII", 11, 250_000_000, 64, 1500)
+        + payload()[3:67]
+    )
+
+
+def test_records_stop_before_the_buffer_could_overflow(script: ctypes.CDLL) -> None:
+    assert records(script, snaplen=2048, nanosecond=False, cap=2048 + 15)[0] == 0
+    n, data, _ = records(script, snaplen=2048, nanosecond=False, cap=2048 + 16 + 75)
+    assert n == 1 and len(data) == 76  # one 60-byte frame, then too little room for another

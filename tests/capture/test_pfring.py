@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from pilotfish.capture.base import LINKTYPE_ETHERNET, CaptureOptions, Source, SourceUnavailable
+from pilotfish.capture.pcapfile import PcapFileSource, PcapWriter
 from pilotfish.capture.pfring import (
     ENV_LIBRARY,
     NEEDS_CAP,
@@ -212,3 +213,30 @@ def test_a_full_ring_drops_and_says_so(tmp_path: Path, veth: VethNs) -> None:
         source.close()
     assert stats.dropped > 0
     assert stats.extra["ring_dropped"] == stats.dropped
+
+
+@pytest.mark.integration
+def test_records_through_the_shim_hold_every_frame(
+    shim: Path, veth: VethNs, tmp_path: Path
+) -> None:
+    source = PfRingSource(
+        options(interfaces=[veth.host_if], bpf=f"udp port {UDP_PORT}"), library=str(shim)
+    )
+    source.open()
+    assert source.record_linktype() == LINKTYPE_ETHERNET
+    path = tmp_path / "records.pcap"
+    sender = threading.Thread(target=lambda: send_traffic(veth, count=500, other=100), daemon=True)
+    sender.start()
+    closer = threading.Timer(3.0, source.close)  # the send takes well under a second
+    closer.start()
+    with PcapWriter(path, LINKTYPE_ETHERNET, nanosecond=True) as out:
+        for records, frames in source.pcap_batches(out.snaplen, True):
+            out.write_records(records, frames)
+    sender.join(timeout=60)
+    closer.join()
+    reader = PcapFileSource(path)
+    got = [f for batch in reader.batches() for f in batch]
+    reader.close()
+    assert udp_9999(got) == [udp_payload(seq) for seq in range(500)]
+    assert len(got) == 500 == source.stats().received == out.frames
+    assert source.stats().bytes == sum(len(f[2]) for f in got)

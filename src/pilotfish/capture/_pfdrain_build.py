@@ -9,6 +9,9 @@ per packet; this helper makes Python's cost one call per *batch*:
                   `snaplen` bytes of the caller's buffer are left; copy each frame's bytes
                   back to back into that buffer and write its captured length, wire length
                   and timestamp (seconds).
+  pf_ring_records the same loop for capture to a file: each frame goes into the buffer as a
+                  classic pcap record (16-byte little-endian header, µs or ns from the
+                  header's struct timeval), the end offset into `*used`.
 
 Frames whose header says caplen > len, or whose data pointer is NULL, are skipped and counted
 in `counts[0]`; a failed `pfring_recv` call (negative return) ends the batch and is counted in
@@ -25,6 +28,8 @@ CDEF = """
 int pf_ring_drain(void *recv, void *ring, uint32_t max_frames, uint32_t snaplen,
                   uint8_t *buf, size_t cap, uint32_t *caplens, uint32_t *wirelens,
                   double *stamps, uint64_t *counts);
+int pf_ring_records(void *recv, void *ring, uint32_t max_frames, uint32_t snaplen,
+                    int nanosecond, uint8_t *buf, size_t cap, size_t *used, uint64_t *counts);
 """
 
 SOURCE = r"""
@@ -41,19 +46,29 @@ struct pf_pkthdr_head {
 typedef int (*pf_recv_fn)(void *ring, unsigned char **buffer, unsigned int buffer_len,
                           void *hdr, uint8_t wait_for_incoming_packet);
 
-int pf_ring_drain(void *recv, void *ring, uint32_t max_frames, uint32_t snaplen,
-                  uint8_t *buf, size_t cap, uint32_t *caplens, uint32_t *wirelens,
-                  double *stamps, uint64_t *counts)
+static void le32(uint8_t *w, uint32_t v)
 {
-    pf_recv_fn fn = (pf_recv_fn)recv;
+    w[0] = v & 0xFF;
+    w[1] = (v >> 8) & 0xFF;
+    w[2] = (v >> 16) & 0xFF;
+    w[3] = (v >> 24) & 0xFF;
+}
+
+/* The loop of both calls: `record` < 0 gives frames with lengths and stamps in the arrays;
+   0 or 1 gives classic pcap records (µs or ns) back to back in buf, their end in *used. */
+static int drain(pf_recv_fn fn, void *ring, uint32_t max_frames, uint32_t snaplen,
+                 int record, uint8_t *buf, size_t cap, size_t *used, uint32_t *caplens,
+                 uint32_t *wirelens, double *stamps, uint64_t *counts)
+{
     union {
         struct pf_pkthdr_head head;
         unsigned char raw[512];
     } hdr;
-    size_t used = 0;
+    size_t at = 0;
+    size_t header = record < 0 ? 0 : 16;
     uint32_t n = 0;
 
-    while (n < max_frames && cap - used >= snaplen) {
+    while (n < max_frames && cap - at >= header + snaplen) {
         unsigned char *data = NULL;
         int got = fn(ring, &data, 0, &hdr, 0);
         if (got <= 0) {
@@ -69,14 +84,39 @@ int pf_ring_drain(void *recv, void *ring, uint32_t max_frames, uint32_t snaplen,
         }
         if (caplen > snaplen)
             caplen = snaplen;
-        memcpy(buf + used, data, caplen);
-        used += caplen;
-        caplens[n] = caplen;
-        wirelens[n] = wirelen;
-        stamps[n] = (double)hdr.head.ts.tv_sec + (double)hdr.head.ts.tv_usec * 1e-6;
+        if (record < 0) {
+            caplens[n] = caplen;
+            wirelens[n] = wirelen;
+            stamps[n] = (double)hdr.head.ts.tv_sec + (double)hdr.head.ts.tv_usec * 1e-6;
+        } else {
+            uint32_t usec = (uint32_t)hdr.head.ts.tv_usec;
+            le32(buf + at, (uint32_t)hdr.head.ts.tv_sec);
+            le32(buf + at + 4, record ? usec * 1000u : usec);
+            le32(buf + at + 8, caplen);
+            le32(buf + at + 12, wirelen);
+        }
+        memcpy(buf + at + header, data, caplen);
+        at += header + caplen;
         n++;
     }
+    if (used != NULL)
+        *used = at;
     return (int)n;
+}
+
+int pf_ring_drain(void *recv, void *ring, uint32_t max_frames, uint32_t snaplen,
+                  uint8_t *buf, size_t cap, uint32_t *caplens, uint32_t *wirelens,
+                  double *stamps, uint64_t *counts)
+{
+    return drain((pf_recv_fn)recv, ring, max_frames, snaplen, -1, buf, cap, NULL, caplens,
+                 wirelens, stamps, counts);
+}
+
+int pf_ring_records(void *recv, void *ring, uint32_t max_frames, uint32_t snaplen,
+                    int nanosecond, uint8_t *buf, size_t cap, size_t *used, uint64_t *counts)
+{
+    return drain((pf_recv_fn)recv, ring, max_frames, snaplen, nanosecond ? 1 : 0, buf, cap,
+                 used, NULL, NULL, NULL, counts);
 }
 """
 

@@ -8,7 +8,9 @@ with `pfring_set_bpf_filter` and started with `pfring_enable_ring`.  Frames are 
 `batches()` drains each ring without waiting (`pfring_recv` in zero-copy mode, buffer_len 0)
 up to `MAX_BATCH` frames: the compiled helper `_pfdrain` (built from `_pfdrain_build.py`)
 calls `pfring_recv` in a C loop and copies the frames back to back into one buffer, so
-Python makes one call per ring per batch, not one per packet.  When every ring is empty it waits
+Python makes one call per ring per batch, not one per packet.  `pcap_batches()` is the same
+for capture to a file: the loop writes classic pcap records straight into its buffer, with
+no Python object per frame.  When every ring is empty it waits
 in poll() on the rings' selectable descriptors and a wake-up pipe, with a short timeout, so
 `close()` (safe twice, from any thread or a signal handler) ends it promptly.  A library that
 offers no selectable descriptor is waited on with `pfring_poll` for the same short time
@@ -32,9 +34,9 @@ import importlib
 import os
 import select
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from pilotfish.capture.base import (
     LINKTYPE_ETHERNET,
@@ -47,6 +49,7 @@ from pilotfish.capture.closing import RingClosing
 from pilotfish.model import Frame
 
 NAME: Final = "pfring"
+T = TypeVar("T")
 ENV_LIBRARY: Final = "PILOTFISH_PFRING_LIBRARY"
 NOT_FOUND: Final = "libpfring not found (install PF_RING userland library)"
 NO_MODULE: Final = "pf_ring kernel module not loaded"
@@ -229,23 +232,48 @@ class PfRingSource(RingClosing):
         return ring
 
     def batches(self) -> Iterator[list[Frame]]:
+        return self._batches(self._drain, list)
+
+    def record_linktype(self) -> int | None:
+        """Ethernet: every ring's frames can go to a pcap file as ready records."""
+        return LINKTYPE_ETHERNET
+
+    def pcap_batches(self, snaplen: int, nanosecond: bool) -> Iterator[tuple[memoryview, int]]:
+        """Like `batches()`, but each batch comes as classic pcap records (cut to `snaplen`)
+        with its frame count, written by the compiled loop into one reused buffer: an item is
+        valid until the next one is asked for."""
+        records: list[Any] = []
+
+        def drain() -> tuple[tuple[memoryview, int], int]:
+            if not records:
+                records.append(self._ffi.new("uint8_t[]", BATCH_BUFFER))
+                records.append(memoryview(self._ffi.buffer(records[0])))
+                records.append(self._ffi.new("size_t *"))
+            got = self._drain_records(records[0], records[2], snaplen, nanosecond)
+            return (records[1][: records[2][0]], got), got
+
+        return self._batches(drain, lambda: (memoryview(b""), 0))
+
+    def _batches(self, drain: Callable[[], tuple[T, int]], idle: Callable[[], T]) -> Iterator[T]:
+        """What `drain()` takes from the rings -> (item, frames), until closed; `idle()` when
+        nothing arrived for a poll interval."""
         if not self._rings and not self._closing.is_set():
             raise SourceError("pfring: batches() before open()")
         self._iterating = True
         try:
-            yield from self._read()
+            yield from self._read(drain, idle)
             for _ in range(DRAIN_BATCHES):  # after close(): what the rings still hold
                 with self._lock:
-                    batch = self._drain()
-                if not batch:
+                    item, count = drain()
+                if not count:
                     break
-                yield batch
+                yield item
         finally:
             self._iterating = False
             if self._closing.is_set():
                 self._finish()
 
-    def _read(self) -> Iterator[list[Frame]]:
+    def _read(self, drain: Callable[[], tuple[T, int]], idle: Callable[[], T]) -> Iterator[T]:
         poller = select.poll()
         for ring in self._rings:
             if ring.fd >= 0:
@@ -255,26 +283,54 @@ class PfRingSource(RingClosing):
         selectable = all(ring.fd >= 0 for ring in self._rings)
         while not self._closing.is_set():
             with self._lock:
-                batch = self._drain()
-            if batch:
-                yield batch
+                item, count = drain()
+            if count:
+                yield item
                 continue
             if selectable:
-                idle = not poller.poll(_POLL_MS)
+                quiet = not poller.poll(_POLL_MS)
             else:
                 with self._lock:
-                    idle = bool(self._rings) and (
+                    quiet = bool(self._rings) and (
                         self._rings[0].lib.pfring_poll(self._rings[0].handle, _POLL_MS) <= 0
                     )
-            if idle and not self._closing.is_set():
-                yield []  # idle: let the consumer run its timers
+            if quiet and not self._closing.is_set():
+                yield idle()  # let the consumer run its timers
 
-    def _drain(self) -> list[Frame]:
-        """Up to MAX_BATCH frames from the rings, without waiting."""
+    def _drain_records(self, buf: Any, used: Any, snaplen: int, nanosecond: bool) -> int:
+        """Up to MAX_BATCH frames from the rings as pcap records in `buf`, their end in
+        `used[0]`, without waiting; the number of frames."""
+        snap = min(snaplen, BATCH_BUFFER // 2)
+        taken = 0
+        end = 0
+        counts = self._counts()
+        for ring in self._rings:
+            room = MAX_BATCH - taken
+            if room <= 0:
+                break
+            n = self._helper.pf_ring_records(
+                ring.c_recv, ring.c_handle, room, snap, nanosecond, buf + end,
+                BATCH_BUFFER - end, used, counts,
+            )  # fmt: skip
+            taken += n
+            end += int(used[0])
+        used[0] = end
+        self._bad, self._errors = int(counts[0]), int(counts[1])
+        self._received += taken
+        self._bytes += end - 16 * taken
+        return taken
+
+    def _counts(self) -> Any:
+        if self._buffers is None:
+            self._buffers = _Buffers(self._ffi)
+        return self._buffers.counts
+
+    def _drain(self) -> tuple[list[Frame], int]:
+        """Up to MAX_BATCH frames from the rings, without waiting (and their count)."""
         frames: list[Frame] = []
+        self._counts()
         buffers = self._buffers
-        if buffers is None:
-            buffers = self._buffers = _Buffers(self._ffi)
+        assert buffers is not None
         snap = min(self.options.snaplen, BATCH_BUFFER)
         for ring in self._rings:
             room = MAX_BATCH - len(frames)
@@ -296,7 +352,7 @@ class PfRingSource(RingClosing):
                 self._bytes += buffers.collect(frames, n)
         self._bad, self._errors = int(buffers.counts[0]), int(buffers.counts[1])
         self._received += len(frames)
-        return frames
+        return frames, len(frames)
 
     def _collect(self) -> CaptureStats:
         for ring in self._rings:
