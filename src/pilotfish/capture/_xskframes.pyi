@@ -9,3 +9,13 @@ def split_frames(
     snaplen: int,
     out: list[Frame],
 ) -> int: ...
+def write_records(
+    buf: bytes | bytearray | memoryview,
+    lens: memoryview,
+    n: int,
+    sec: int,
+    frac: int,
+    snaplen: int,
+    out: bytearray | memoryview,
+    at: int,
+) -> tuple[int, int, int]: ...

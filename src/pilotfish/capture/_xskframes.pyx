@@ -4,11 +4,15 @@
 `split_frames` cuts `buf` (the batch's frames back to back, as the helper copied them out of
 the UMEM) at the `n` lengths of `lens` and appends one frame tuple (ts, link type, captured
 bytes, wire length) per frame to `out`, the bytes cut to `snaplen`.  Returns the captured
-bytes.  Bounds: a length reaching past the end of `buf` ends the batch there.
+bytes.  `write_records` writes the same frames as classic pcap records (little-endian, one
+timestamp `sec`.`frac` for the batch, cut to `snaplen`) into `out` from offset `at`, and
+returns (end offset, frames, captured bytes).  Bounds: a length reaching past the end of
+`buf` ends the batch there, and so does a record that would not fit `out`.
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint8_t, uint32_t
+from libc.string cimport memcpy
 
 
 def split_frames(const uint8_t[::1] buf, const uint32_t[::1] lens, Py_ssize_t n,
@@ -28,3 +32,42 @@ def split_frames(const uint8_t[::1] buf, const uint32_t[::1] lens, Py_ssize_t n,
         nbytes += size
         off += length
     return nbytes
+
+
+cdef inline void _le32(uint8_t* w, uint32_t v) noexcept nogil:
+    w[0] = v & 0xFF
+    w[1] = (v >> 8) & 0xFF
+    w[2] = (v >> 16) & 0xFF
+    w[3] = (v >> 24) & 0xFF
+
+
+def write_records(const uint8_t[::1] buf, const uint32_t[::1] lens, Py_ssize_t n,
+                  uint32_t sec, uint32_t frac, Py_ssize_t snaplen, uint8_t[::1] out,
+                  Py_ssize_t at):
+    cdef Py_ssize_t i, off = 0, size, length, total = buf.shape[0]
+    cdef long long nbytes = 0
+    cdef long frames = 0
+    cdef uint8_t* w
+    if n > lens.shape[0]:
+        n = lens.shape[0]
+    if at < 0 or at > out.shape[0] or snaplen < 0:
+        return at, 0, 0
+    for i in range(n):
+        length = lens[i]
+        if off + length > total:
+            break
+        size = length if length <= snaplen else snaplen
+        if out.shape[0] - at < 16 + size:
+            break
+        w = &out[0] + at
+        _le32(w, sec)
+        _le32(w + 4, frac)
+        _le32(w + 8, <uint32_t>size)
+        _le32(w + 12, <uint32_t>length)
+        if size:
+            memcpy(w + 16, &buf[off], size)
+        at += 16 + size
+        nbytes += size
+        frames += 1
+        off += length
+    return at, frames, nbytes

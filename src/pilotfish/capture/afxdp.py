@@ -8,7 +8,9 @@ The watched interface keeps every packet, so capture never steals or delays traf
 Receiving: the XSK fds are polled with `block_timeout_ms`; the C helper (`_xsk`, built from
 `_xsk_build.py`) drains up to `BATCH` descriptors per call, copies them into one buffer and
 recycles the frames into the fill ring, so Python makes one call per batch, and
-`_xskframes.split_frames` cuts that buffer into frames in C.  After a batch smaller than
+`_xskframes.split_frames` cuts that buffer into frames in C (`pcap_batches()`, for capture
+to a file, has `_xskframes.write_records` write it as pcap records instead, with no Python
+object per frame).  After a batch smaller than
 `BATCH` the reader waits `COALESCE_S` before polling again, so frames gather into batches
 instead of waking it one by one (a frame waits at most that much longer; the RX ring holds
 the UMEM's frame count meanwhile).  AF_XDP carries
@@ -56,9 +58,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from pilotfish.capture._xskframes import split_frames
+from pilotfish.capture._xskframes import split_frames, write_records
 from pilotfish.capture.base import (
     LINKTYPE_ETHERNET,
     CaptureOptions,
@@ -81,6 +83,7 @@ log = logging.getLogger(__name__)
 NAME: Final = "afxdp"
 AF_XDP: Final = 44
 BATCH: Final = 1024  # descriptors drained per helper call
+T = TypeVar("T")
 COALESCE_S: Final = 0.001  # after a batch that did not fill BATCH: wait before the next poll
 XDP_PACKET_HEADROOM: Final = 256  # the kernel keeps this much of every UMEM frame
 LINK_HEADER: Final = 18  # Ethernet + one VLAN tag
@@ -249,16 +252,65 @@ class AfXdpSource:
         )
 
     def batches(self) -> Iterator[list[Frame]]:
+        snaplen = self.options.snaplen
+        frames: list[Frame] = []
+
+        def take(buf: bytearray, lens: memoryview, n: int) -> int:
+            return split_frames(buf, lens, n, self._clock(), LINKTYPE_ETHERNET, snaplen, frames)
+
+        def item() -> list[Frame]:
+            nonlocal frames
+            batch, frames = frames, []
+            return batch
+
+        return self._batches(take, item)
+
+    def record_linktype(self) -> int | None:
+        """Ethernet: the mirrored frames can go to a pcap file as ready records."""
+        return LINKTYPE_ETHERNET
+
+    def pcap_batches(self, snaplen: int, nanosecond: bool) -> Iterator[tuple[memoryview, int]]:
+        """Like `batches()`, but each batch comes as classic pcap records (cut to `snaplen`,
+        one timestamp per batch as in `batches()`) with its frame count, written in C into
+        one reused buffer: an item is valid until the next one is asked for."""
+        frame_size = self._umem[1]
+        out = bytearray(max(1, len(self._sockets)) * BATCH * (frame_size + 16))
+        view = memoryview(out)
+        end = [0, 0]  # bytes and frames written since the last item
+        unit = 1_000_000_000 if nanosecond else 1_000_000
+
+        def take(buf: bytearray, lens: memoryview, n: int) -> int:
+            sec, frac = divmod(round(self._clock() * unit), unit)
+            at, count, nbytes = write_records(buf, lens, n, sec, frac, snaplen, out, end[0])
+            end[0] = at
+            end[1] += count
+            return nbytes
+
+        def item() -> tuple[memoryview, int]:
+            batch = (view[: end[0]], end[1])
+            end[0] = end[1] = 0
+            return batch
+
+        return self._batches(take, item)
+
+    def _batches(
+        self, take: Callable[[bytearray, memoryview, int], int], item: Callable[[], T]
+    ) -> Iterator[T]:
+        """`take(buf, lens, n)` gets each RX batch the helper copied out (the frames back to
+        back, their lengths) and returns its captured bytes; `item()` is what is handed over
+        after each poll (empty when nothing came)."""
         if self._ffi is None:
             raise SourceError("afxdp: batches() before open()")
         self._iterating = True
         try:
-            yield from self._read()
+            yield from self._read(take, item)
         finally:
             self._iterating = False
             self.close()
 
-    def _read(self) -> Iterator[list[Frame]]:
+    def _read(
+        self, take: Callable[[bytearray, memoryview, int], int], item: Callable[[], T]
+    ) -> Iterator[T]:
         """Batches as they come; after close(), what the RX rings still hold, then the end."""
         poller = select.poll()
         by_fd = {s.fd: s for s in self._sockets}
@@ -271,11 +323,10 @@ class AfXdpSource:
         c_buf = self._ffi.from_buffer(buf)
         lens_view = memoryview(self._ffi.buffer(lens)).cast("I")
         drain_budget = len(by_fd) * (frames // BATCH + 1)
-        snaplen = self.options.snaplen
         st = self._stats
         while True:
             stopping = self._stop
-            out: list[Frame] = []
+            got = 0
             full = False
             with self._lock:
                 if not self._sockets:
@@ -291,18 +342,16 @@ class AfXdpSource:
                         raise SourceError(f"afxdp: socket on {by_fd[fd].mirror.veth_b} failed")
                     n = self._lib.pf_xsk_recv(by_fd[fd].handle, BATCH, c_buf, cap, lens)
                     if n > 0:
-                        ts = self._clock()
-                        st.bytes += split_frames(
-                            buf, lens_view, n, ts, LINKTYPE_ETHERNET, snaplen, out
-                        )
+                        st.bytes += take(buf, lens_view, n)
                         st.received += n
+                        got += n
                         full = full or n == BATCH
             if stopping:
                 drain_budget -= 1
-                if not out or drain_budget < 0:
+                if not got or drain_budget < 0:
                     return
-            yield out
-            if out and not full and not self._stop:
+            yield item()
+            if got and not full and not self._stop:
                 time.sleep(COALESCE_S)  # let frames gather: one wake-up per batch, not per frame
 
     def stats(self) -> CaptureStats:
