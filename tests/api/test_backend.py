@@ -4,12 +4,14 @@ from the capture side's stats file, live subscriptions compiled from query text.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
 
 from pilotfish.api import backend as backend_module
 from pilotfish.api.backend import Backend, LocalBackend
+from pilotfish.api.lag import MAX_YIELD_S
 from pilotfish.store.sqlite import SqliteStore
 from tests.api.conftest import HTTP_ENTRIES
 from tests.store.entries import make
@@ -61,6 +63,22 @@ def test_metrics_merge_stats_store_spool_and_feed(backend: LocalBackend) -> None
     assert m["capture"]["received"] == 1234 and m["store"]["bytes"] > 0
     assert m["spool"]["bytes"] > 0
     assert m["websocket"] == {"clients": 0, "dropped": 0, "overflow": 0, "refused": 0}
+
+
+def test_store_questions_wait_while_the_loop_runs_late(backend: LocalBackend) -> None:
+    async def asked() -> float:
+        start = time.monotonic()
+        await backend.entries("http", 1, None, None)
+        return time.monotonic() - start
+
+    backend.lag.late = 0.0  # on time: asked at once
+    assert asyncio.run(asked()) < 0.15 and backend.lag.yielded == 0
+    backend.lag.late = 0.15  # no watch task runs here, so it stays this late
+    assert asyncio.run(asked()) >= 0.15 and backend.lag.yielded == 1
+    backend.lag.late = 10.0  # at most MAX_YIELD_S
+    assert asyncio.run(asked()) < MAX_YIELD_S + 0.2 and backend.lag.yielded == 2
+    metrics = asyncio.run(backend.metrics())
+    assert metrics["api"] == {"late_ms": 10000.0, "yields": 2}
 
 
 def test_missing_or_broken_stats_file_reads_as_empty(tmp_path: Path) -> None:

@@ -9,7 +9,10 @@ already validated; each backend compiles them itself.
 process; see `store.base`), the counters that process writes every second (`stats.json`)
 and the live feed.  Store and spool calls block (SQLite, files): they run one at a time on
 one dedicated thread, so the event loop never waits on them and the store's connection is
-never used by two threads at once.  A PCAP export is written to a spooled temporary file
+never used by two threads at once.  The live streams go first: while the event loop runs
+more than `LAG_S` late (the process is short of CPU: a cgroup quota, a busy node), each store
+question waits that long (at most `MAX_YIELD_S`) before it is asked, so queries slow down
+before live clients lose entries (`api.lag`).  A PCAP export is written to a spooled temporary file
 (in memory up to `EXPORT_MEMORY` bytes, on disk beyond) and streamed in chunks; at most
 `MAX_EXPORT_STREAMS` flows go into one export.  With `feed_socket`, a `FeedReceiver`
 listens there while the app runs and feeds the live feed from the capture process.
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar
 
 from pilotfish.api.feedpipe import FeedReceiver
+from pilotfish.api.lag import LAG_S, MAX_YIELD_S, LoopLag
 from pilotfish.api.live import LiveFeed, Subscription
 from pilotfish.api.params import ApiError
 from pilotfish.capture.pcapfile import PcapWriter
@@ -107,16 +111,30 @@ class LocalBackend:
         self._extra_metrics = extra_metrics
         self.receiver = None if feed_socket is None else FeedReceiver(feed_socket, self.feed)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="pilotfish-store")
+        self.lag = LoopLag()
+        self._lag_task: asyncio.Task[None] | None = None
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
+    async def _query(self, fn: Callable[..., T], *args: Any) -> T:
+        """A store question, asked after the live streams had their turn: while the event
+        loop runs late (the process is short of CPU), each question first waits that long."""
+        late = self.lag.late
+        if late > LAG_S:
+            self.lag.yielded += 1
+            await asyncio.sleep(min(late, MAX_YIELD_S))
+        return await self._run(fn, *args)
+
     async def start(self) -> None:
+        self._lag_task = asyncio.get_running_loop().create_task(self.lag.watch())
         self.feed.bind(asyncio.get_running_loop())
         if self.receiver is not None:
             await self.receiver.start()
 
     async def close(self) -> None:
+        if self._lag_task is not None:
+            self._lag_task.cancel()
         if self.receiver is not None:
             await self.receiver.stop()
         self._thread.shutdown(wait=False, cancel_futures=True)
@@ -127,21 +145,21 @@ class LocalBackend:
                 cursor.isascii() and cursor.isdigit() and len(cursor) <= 18
             ):
                 raise ApiError(400, f"{name} must be a cursor returned by this API", parameter=name)
-        return await self._run(self.store.query, _compiled(query), limit, before, after)
+        return await self._query(self.store.query, _compiled(query), limit, before, after)
 
     async def entry(self, entry_id: str) -> Entry | None:
-        return await self._run(self.store.get, entry_id)
+        return await self._query(self.store.get, entry_id)
 
     async def stats(
         self, query: str, bucket_s: float, group_by: str, latency: bool = False
     ) -> list[Bucket]:
-        return await self._run(self.store.stats, _compiled(query), bucket_s, group_by, latency)
+        return await self._query(self.store.stats, _compiled(query), bucket_s, group_by, latency)
 
     async def servicemap(self, query: str, latency: bool = False) -> ServiceMap:
-        return await self._run(self.store.servicemap, _compiled(query), latency)
+        return await self._query(self.store.servicemap, _compiled(query), latency)
 
     async def export_pcap(self, query: str) -> AsyncIterator[bytes]:
-        out = await self._run(self._export, _compiled(query))
+        out = await self._query(self._export, _compiled(query))
         try:
             while chunk := await self._run(out.read, EXPORT_CHUNK):
                 yield chunk
@@ -175,6 +193,7 @@ class LocalBackend:
         stats.setdefault("store", {})["bytes"] = self.store.size_bytes()
         if self.spool is not None:
             stats.setdefault("spool", {})["bytes"] = self.spool.size_bytes()
+        stats["api"] = {"late_ms": round(self.lag.late * 1000, 1), "yields": self.lag.yielded}
         stats["websocket"] = {
             "clients": self.feed.clients,
             "dropped": self.feed.dropped(),

@@ -25,6 +25,10 @@ pilotfish_store_bytes                        store.bytes (gauge)
 pilotfish_spool_bytes                        spool.bytes (gauge)
 pilotfish_websocket_clients                  websocket.clients (gauge)
 pilotfish_websocket_dropped_messages_total   websocket.dropped + websocket.overflow
+pilotfish_api_loop_late_seconds              api.late_ms / 1000 (gauge: how late the API's
+                                             event loop runs)
+pilotfish_api_query_yields_total             api.yields (store questions that waited for the
+                                             live streams)
 pilotfish_dropped_total{what}                every other "lost something" counter, see _DROPS
 
 A hub's snapshot is its workers' counters summed (so the families above are totals over
@@ -164,6 +168,16 @@ def families(s: dict[str, Any]) -> Iterator[Metric]:
         "pilotfish_websocket_dropped_messages",
         "Live entries not delivered to slow clients",
         number(s, "websocket", "dropped") + number(s, "websocket", "overflow"),
+    )
+    yield GaugeMetricFamily(
+        "pilotfish_api_loop_late_seconds",
+        "How late the API's event loop runs",
+        number(s, "api", "late_ms") / 1000,
+    )
+    yield _counter(
+        "pilotfish_api_query_yields",
+        "Store questions that waited for the live streams",
+        number(s, "api", "yields"),
     )
     yield _labelled(
         "pilotfish_dropped",
