@@ -47,6 +47,14 @@ from pilotfish.capture.afxdp import (
 from pilotfish.capture.base import CaptureOptions, Source, SourceUnavailable
 from pilotfish.capture.mirror import MIRROR_PREF, is_mirror_name
 from tests.capture.test_mirror import TIMEOUT, NsPair, needs_root, ns_pair, udp_exchange
+from tests.capture.xdpsession import (
+    assert_clean,
+    finish,
+    read_records,
+    ready,
+    run_session,
+    start_capture,
+)
 
 REQUESTS = 300
 BPFFS_ABSENT = "absent (libxdp runs without its dispatcher)"
@@ -223,173 +231,6 @@ def test_declines_without_capabilities() -> None:
 
 # --- capturing for real ----------------------------------------------------------------------
 
-_CAPTURE = """
-import json, signal, struct, sys
-from pilotfish.capture.afxdp import AfXdpSource
-from pilotfish.capture.base import CaptureOptions
-out, options, kwargs, on_term = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
-src = AfXdpSource(CaptureOptions(**options), **kwargs)
-src.open()
-stopping = []
-signal.signal(signal.SIGTERM, lambda *a: src.close() if on_term == "close" else stopping.append(1))
-print(json.dumps(src.stats().extra), flush=True)
-with open(out, "wb") as f:
-    for batch in src.batches():
-        for ts, linktype, data, wirelen in batch:
-            assert linktype == 1 and wirelen >= len(data) and ts > 0
-            f.write(struct.pack("<II", len(data), wirelen) + data)
-        if stopping and not batch:
-            src.close()  # drained: the last poll timed out with nothing pending
-st = src.stats()
-src.close()
-print(json.dumps({"received": st.received, "bytes": st.bytes, "dropped": st.dropped,
-                  "if_dropped": st.if_dropped, "reason": st.reason, "extra": st.extra}), flush=True)
-"""
-
-
-_CLIENT = """
-import http.client, sys
-ok = 0
-for i in range(int(sys.argv[2])):
-    conn = http.client.HTTPConnection(sys.argv[1], 8080, timeout=5)
-    try:
-        conn.request("GET", f"/hello.txt?n={i}")
-        resp = conn.getresponse()
-        ok += resp.status == 200 and len(resp.read()) == int(sys.argv[3])
-    except OSError:
-        pass
-    finally:
-        conn.close()
-print(ok)
-"""
-
-_WAIT_PORT = """
-import socket, sys, time
-for _ in range(100):
-    try:
-        socket.create_connection((sys.argv[1], 8080), timeout=1).close()
-        break
-    except OSError:
-        time.sleep(0.1)
-else:
-    sys.exit("server did not start")
-"""
-
-
-def _start_capture(
-    pair: NsPair, tmp: Path, settings: dict[str, object] | None = None, *, on_term: str = "drain"
-) -> subprocess.Popen[str]:
-    """A child capturing in the client namespace into tmp/xsk.bin until SIGTERM.
-
-    `settings` are CaptureOptions fields, except mode/mount_bpffs which go to AfXdpSource.
-    """
-    options: dict[str, object] = {"interfaces": [pair.client_if], **(settings or {})}
-    source_kw: dict[str, object] = {
-        k: options.pop(k) for k in ("mode", "mount_bpffs") if k in options
-    }
-    source_kw["state_dir"] = str(tmp / "state")
-    cmd = ["ip", "netns", "exec", pair.client, sys.executable, "-c", _CAPTURE, str(tmp / "xsk.bin")]
-    return subprocess.Popen(
-        [*cmd, json.dumps(options), json.dumps(source_kw), on_term],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _ready(proc: subprocess.Popen[str]) -> dict[str, object]:
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        raise AssertionError(f"capture child failed: {proc.communicate(timeout=TIMEOUT)[1]}")
-    extra: dict[str, object] = json.loads(line)
-    return extra
-
-
-def _finish(proc: subprocess.Popen[str]) -> tuple[dict[str, object], str]:
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=TIMEOUT)
-    assert proc.returncode == 0, err
-    result: dict[str, object] = json.loads(out.splitlines()[-1])
-    return result, err
-
-
-def _read_records(path: Path) -> list[tuple[bytes, int]]:
-    """(data, wire length) of every frame the capture child wrote."""
-    data, frames, off = path.read_bytes(), [], 0
-    while off < len(data):
-        n, wirelen = struct.unpack_from("<II", data, off)
-        frames.append((data[off + 8 : off + 8 + n], wirelen))
-        off += 8 + n
-    return frames
-
-
-def _read_pcap(path: Path) -> list[bytes]:
-    data = path.read_bytes()
-    assert struct.unpack_from("<I", data)[0] == 0xA1B2C3D4, "expected little-endian pcap"
-    frames, off = [], 24
-    while off + 16 <= len(data):
-        incl, orig = struct.unpack_from("<II", data, off + 8)
-        assert incl == orig
-        frames.append(data[off + 16 : off + 16 + incl])
-        off += 16 + incl
-    return frames
-
-
-def _assert_clean(pair: NsPair) -> None:
-    assert not [n for n in pair.links() if is_mirror_name(n)]
-    assert pair.filter_prefs("ingress") == set() == pair.filter_prefs("egress")
-    assert "clsact" not in pair.qdisc_kinds()
-    assert pair.xdp_links() == []
-    if shutil.which("xdp-loader"):
-        status = pair.run(pair.client, "xdp-loader", "status", check=False)
-        assert "xsk_def_prog" not in status and "pfx" not in status
-
-
-def _run_session(
-    pair: NsPair, tmp: Path, mode: str, mount: bool, body: bytes, requests: int
-) -> tuple[list[bytes], list[bytes], dict[str, object], dict[str, object]]:
-    """Serve `body` from the server namespace, capture while `requests` GETs fetch it.
-
-    Returns (frames we captured, frames tcpdump recorded, extra at open, final stats).
-    """
-    www = tmp / "www"
-    www.mkdir()
-    (www / "hello.txt").write_bytes(body)
-    server_cmd = [sys.executable, "-m", "http.server", "8080", "--bind", pair.server_ip]
-    server = subprocess.Popen(
-        ["ip", "netns", "exec", pair.server, *server_cmd, "--directory", str(www)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    pcap = tmp / "tcpdump.pcap"
-    try:
-        pair.python(pair.client, _WAIT_PORT, pair.server_ip)
-        capture = _start_capture(pair, tmp, {"mode": mode, "mount_bpffs": mount})
-        extra = _ready(capture)
-        dump = ["tcpdump", "-i", pair.client_if, "-nU", "--immediate-mode", "-B", "65536"]
-        tcpdump = subprocess.Popen(
-            ["ip", "netns", "exec", pair.client, *dump, "-w", str(pcap)],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert tcpdump.stderr is not None
-        assert "listening on" in tcpdump.stderr.readline()
-        answered = pair.python(pair.client, _CLIENT, pair.server_ip, str(requests), str(len(body)))
-        assert int(answered) == requests  # passive: every request was answered
-        # let both captures drain, then stop tcpdump and the capture
-        pair.python(pair.client, "import time; time.sleep(0.5)")
-        tcpdump.send_signal(signal.SIGINT)
-        tcpdump_report = tcpdump.communicate(timeout=TIMEOUT)[1].splitlines()
-        assert "0 packets dropped by kernel" in tcpdump_report  # the oracle saw everything
-        stats, _ = _finish(capture)
-    finally:
-        server.kill()
-        server.wait(timeout=TIMEOUT)
-    records = _read_records(tmp / "xsk.bin")
-    assert all(wirelen == len(data) for data, wirelen in records)  # no snaplen: whole frames
-    return [data for data, _ in records], _read_pcap(pcap), extra, stats
-
 
 @pytest.mark.integration
 @needs_root
@@ -401,8 +242,8 @@ def test_passive_capture_matches_tcpdump(
 ) -> None:
     with ns_pair() as pair:
         body = b"pilotfish says hi\n"
-        ours, theirs, extra, stats = _run_session(pair, tmp_path, mode, mount, body, REQUESTS)
-        _assert_clean(pair)
+        ours, theirs, extra, stats = run_session(pair, tmp_path, mode, mount, body, REQUESTS)
+        assert_clean(pair)
     assert extra["xdp_mode"] == expect_mode and extra["zerocopy"] == 0
     assert extra["bpffs"] == ("mounted by pilotfish" if mount else BPFFS_ABSENT)
     assert len(theirs) >= REQUESTS * 8  # a TCP handshake, request, response, teardown each
@@ -431,8 +272,8 @@ def test_super_frames_are_segmented_not_lost(tmp_path: Path, mode: str) -> None:
     """With TSO/GSO on, tcpdump sees 64 KB frames; the mirror hands the XSK wire-size ones."""
     with ns_pair() as pair:
         body = bytes(range(256)) * 1024  # 256 KiB per response
-        ours, theirs, _, stats = _run_session(pair, tmp_path, mode, True, body, 20)
-        _assert_clean(pair)
+        ours, theirs, _, stats = run_session(pair, tmp_path, mode, True, body, 20)
+        assert_clean(pair)
     assert max(map(len, theirs)) > 1514  # the super-frames are really there
     assert max(map(len, ours)) <= 1514
     assert _tcp_payload_bytes(ours) == _tcp_payload_bytes(theirs) >= 20 * len(body)
@@ -484,13 +325,13 @@ def test_killed_capture_leaves_state_the_next_open_replaces(tmp_path: Path) -> N
         assert [n for n in pair.links() if is_mirror_name(n)]
         assert pair.filter_prefs("ingress") == {MIRROR_PREF} == pair.filter_prefs("egress")
 
-        capture = _start_capture(pair, tmp_path, on_term="close")
-        _ready(capture)
+        capture = start_capture(pair, tmp_path, on_term="close")
+        ready(capture)
         assert pair.filter_prefs("ingress") == {MIRROR_PREF}
         assert len([n for n in pair.links() if is_mirror_name(n)]) == 2
-        _, log = _finish(capture)
+        _, log = finish(capture)
         assert "replacing state of an earlier run" in log
-        _assert_clean(pair)  # the clsact of the killed run is removed too
+        assert_clean(pair)  # the clsact of the killed run is removed too
 
 
 _HOLD = """
@@ -521,7 +362,7 @@ def test_close_hands_over_what_the_rx_ring_holds(tmp_path: Path) -> None:
             pair.python(pair.server, _UDP_TO, pair.client_ip, "9", "300")
             time.sleep(0.3)  # into the RX ring, which nobody reads yet
             out, _ = child.communicate("go\n", timeout=TIMEOUT)
-        _assert_clean(pair)
+        assert_clean(pair)
     udp, received = map(int, out.split())
     assert child.returncode == 0 and udp == 300 and received >= 300
 
@@ -553,7 +394,7 @@ def test_a_full_ring_drops_and_says_so_once(tmp_path: Path) -> None:
             pair.python(pair.server, _UDP_TO, pair.client_ip, "9", "300")
             time.sleep(0.3)
             out, _ = child.communicate("go\n", timeout=TIMEOUT)
-        _assert_clean(pair)
+        assert_clean(pair)
     stats = json.loads(out)
     assert stats["dropped"] >= 300 - 64
     assert stats["ring_dropped"] == stats["dropped"]
@@ -566,7 +407,7 @@ def test_close_from_other_threads_ends_batches_and_is_idempotent(tmp_path: Path)
     with ns_pair() as pair:
         out, _ = _spawn_loop(pair, tmp_path, "threads").communicate(timeout=TIMEOUT)
         assert out.splitlines() == ["ended True", "native []"]  # counters readable after close
-        _assert_clean(pair)
+        assert_clean(pair)
 
 
 @pytest.mark.integration
@@ -584,11 +425,11 @@ def test_watched_interface_vanishing_ends_capture_and_close_cleans(tmp_path: Pat
 def _capture_around(
     pair: NsPair, tmp: Path, traffic: Callable[[], None], settings: dict[str, object]
 ) -> tuple[list[tuple[bytes, int]], dict[str, object]]:
-    capture = _start_capture(pair, tmp, settings)
-    _ready(capture)
+    capture = start_capture(pair, tmp, settings)
+    ready(capture)
     traffic()
-    stats, _ = _finish(capture)
-    return _read_records(tmp / "xsk.bin"), stats
+    stats, _ = finish(capture)
+    return read_records(tmp / "xsk.bin"), stats
 
 
 @pytest.mark.integration
@@ -632,7 +473,7 @@ def test_two_interfaces_are_mirrored_at_once(tmp_path: Path) -> None:
             traffic,
             {"interfaces": [pair.client_if, "lo"], "bpf": "udp dst port 9999"},
         )
-        _assert_clean(pair)
+        assert_clean(pair)
     to_server = [d for d, _ in frames if d[30:34] == socket.inet_aton(pair.server_ip)]
     to_lo = [d for d, _ in frames if d[30:34] == socket.inet_aton("127.0.0.1")]
     assert len(to_server) == 20  # leaves through the veth: its egress
