@@ -114,6 +114,34 @@ cdef inline Py_ssize_t _extra(Slot* s, bint cooked) noexcept nogil:
     return SLL2_LEN if cooked else (4 if s.vlan else 0)
 
 
+cdef enum:
+    STOP = 0  # the walk ends here
+    KEEP = 1  # `s` is a frame to hand over
+    SKIP = 2  # an echo, skipped and counted; `offset` already moved on
+
+
+cdef int _next(const uint8_t* p, Py_ssize_t* offset, Py_ssize_t base, Py_ssize_t limit,
+               bint cooked, int32_t loopback, Slot* s, long* errors,
+               long* echoes) noexcept nogil:
+    """Read the frame at `offset[0]`: KEEP it, SKIP an echo, or STOP (a damaged header
+    counts as an error)."""
+    if not _slot(p, offset[0], base, limit, cooked, loopback, s):
+        errors[0] += 1
+        return STOP
+    if s.echo:
+        echoes[0] += 1
+        return SKIP if _advance(s, offset) else STOP
+    return KEEP
+
+
+cdef inline bint _advance(Slot* s, Py_ssize_t* offset) noexcept nogil:
+    """Move `offset` past the frame; False when its next offset says the block ends."""
+    if s.step < HDR_LEN:
+        return False
+    offset[0] += s.step
+    return True
+
+
 def walk_block(const uint8_t[::1] ring, Py_ssize_t base, Py_ssize_t count, Py_ssize_t first,
                Py_ssize_t block_size, object linktype, bint cooked, int32_t loopback,
                list out):
@@ -121,19 +149,16 @@ def walk_block(const uint8_t[::1] ring, Py_ssize_t base, Py_ssize_t count, Py_ss
     cdef Py_ssize_t limit = base + block_size, offset = base + first, i, size
     cdef long long nbytes = 0
     cdef long errors = 0, restored = 0, echoes = 0
+    cdef int got
     cdef Slot s
     cdef bytes data
     if limit > ring.shape[0] or base < 0:
         return 0, 1, 0, 0
     for i in range(count):
-        if not _slot(p, offset, base, limit, cooked, loopback, &s):
-            errors += 1
+        got = _next(p, &offset, base, limit, cooked, loopback, &s, &errors, &echoes)
+        if got == STOP:
             break
-        if s.echo:
-            echoes += 1
-            if s.step < HDR_LEN:
-                break
-            offset += s.step
+        if got == SKIP:
             continue
         size = s.snaplen + _extra(&s, cooked)
         data = PyBytes_FromStringAndSize(NULL, size)
@@ -141,9 +166,8 @@ def walk_block(const uint8_t[::1] ring, Py_ssize_t base, Py_ssize_t count, Py_ss
         out.append((s.sec + s.nsec * 1e-9, linktype, data, s.wirelen + _extra(&s, cooked)))
         nbytes += size if cooked else s.snaplen
         restored += s.vlan
-        if s.step < HDR_LEN:
+        if not _advance(&s, &offset):
             break
-        offset += s.step
     return nbytes, errors, restored, echoes
 
 
@@ -163,18 +187,15 @@ def pcap_block(const uint8_t[::1] ring, Py_ssize_t base, Py_ssize_t count, Py_ss
     cdef long long nbytes = 0
     cdef long frames = 0, errors = 0, restored = 0, echoes = 0
     cdef uint32_t wire
+    cdef int got
     cdef Slot s
     if limit > ring.shape[0] or base < 0 or at < 0 or at > out.shape[0] or snaplen < 0:
         return at, 0, 0, 1, 0, 0
     for i in range(count):
-        if not _slot(p, offset, base, limit, cooked, loopback, &s):
-            errors += 1
+        got = _next(p, &offset, base, limit, cooked, loopback, &s, &errors, &echoes)
+        if got == STOP:
             break
-        if s.echo:
-            echoes += 1
-            if s.step < HDR_LEN:
-                break
-            offset += s.step
+        if got == SKIP:
             continue
         size = s.snaplen + _extra(&s, cooked)
         room = out.shape[0] - at
@@ -193,9 +214,8 @@ def pcap_block(const uint8_t[::1] ring, Py_ssize_t base, Py_ssize_t count, Py_ss
         frames += 1
         nbytes += size if cooked else s.snaplen
         restored += s.vlan
-        if s.step < HDR_LEN:
+        if not _advance(&s, &offset):
             break
-        offset += s.step
     return at, frames, nbytes, errors, restored, echoes
 
 

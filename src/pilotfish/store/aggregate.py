@@ -24,7 +24,8 @@ import heapq
 import math
 from array import array
 from collections import Counter
-from collections.abc import Iterable, MutableSequence, Sequence
+from collections.abc import Callable, Iterable, MutableSequence, Sequence
+from operator import itemgetter
 from typing import Any, Final
 
 from pilotfish.store.base import Bucket, Latency, MapEdge, MapNode, ServiceMap
@@ -163,26 +164,25 @@ def bucket_groups(rows: Iterable[BucketRow], bucket_s: float) -> Groups:
     """Rows grouped by time bucket (index = floor(ts / bucket_s)) and group."""
     if not bucket_s > 0 or math.isinf(bucket_s):
         raise ValueError(f"bucket_s must be a positive number of seconds, not {bucket_s!r}")
-    accs: Groups = {}
-    for ts, group, elapsed, answered, error in rows:
-        key = (math.floor(ts / bucket_s), group)
-        acc = accs.get(key)
-        if acc is None:
-            acc = accs[key] = Acc()
-        acc.add(elapsed, answered, error)
-    return accs
+    floor = math.floor
+    return _grouped(rows, lambda row: (floor(row[0] / bucket_s), row[1]))
 
 
 def edge_groups(rows: Iterable[MapRow]) -> Groups:
     """Rows grouped by edge: (source node key, target node key, protocol)."""
-    edges: Groups = {}
-    for source, target, protocol, elapsed, answered, error in rows:
-        key = (source, target, protocol)
-        acc = edges.get(key)
+    return _grouped(rows, itemgetter(0, 1, 2))
+
+
+def _grouped(rows: Iterable[tuple[Any, ...]], key_of: Callable[[Any], Any]) -> Groups:
+    """Rows whose last three columns are (elapsed_us, answered, error), by `key_of(row)`."""
+    accs: Groups = {}
+    for row in rows:
+        key = key_of(row)
+        acc = accs.get(key)
         if acc is None:
-            acc = edges[key] = Acc()
-        acc.add(elapsed, answered, error)
-    return edges
+            acc = accs[key] = Acc()
+        acc.add(row[-3], row[-2], row[-1])
+    return accs
 
 
 def merge_groups(parts: Sequence[Groups]) -> Groups:

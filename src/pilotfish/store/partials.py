@@ -23,7 +23,6 @@ filters that read the clock (`now()`; the caller passes `cacheable=False`).
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -122,19 +121,16 @@ def collect(
     parts: list[Part] = []
     counted = 0
     held = 0  # bytes of this answer's parts
+    covered = 0  # row numbers they span
     index = newest // chunk
-    chunks = index - oldest // chunk + 1
     while index >= 0 and (index + 1) * chunk > oldest and counted < bound:
         lo, hi = max(index * chunk, oldest), min((index + 1) * chunk - 1, newest)
         part = _chunk_part(cache, (asked, index), compute, lo, hi)
         held += part.nbytes()
-        done = len(parts) + 1
-        if (
-            done >= 2
-            and held / done * _chunks_in_all(chunks, bound, counted + part.counted, done)
-            > cache.max_bytes // 2
-        ):
-            cache.refuse(asked)  # too many groups to keep: one pass is cheaper
+        covered += hi - lo + 1
+        # judged once a chunk's worth of rows is in: too many groups to keep, one pass is cheaper
+        if covered >= chunk and held * (newest - oldest + 1) > cache.max_bytes // 2 * covered:
+            cache.refuse(asked)
             return [compute(oldest, newest, bound)]
         if counted + part.counted > bound:
             parts.append(compute(lo, hi, bound - counted))
@@ -143,13 +139,6 @@ def collect(
         counted += part.counted
         index -= 1
     return parts
-
-
-def _chunks_in_all(chunks: int, bound: int, counted: int, done: int) -> int:
-    """How many chunks the answer will take in all: every one, or fewer when the bound
-    stops it first (judged by the rows the chunks done so far counted)."""
-    per_chunk = max(1.0, counted / done)
-    return min(chunks, math.ceil(bound / per_chunk))
 
 
 def _chunk_part(cache: PartCache, key: Hashable, compute: Compute, lo: int, hi: int) -> Part:
