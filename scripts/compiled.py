@@ -4,9 +4,10 @@ cffi builders in CFFI) built from the source now in the tree?
     python scripts/compiled.py check   exit 0 when it is (or nothing is compiled), 1 when not
     python scripts/compiled.py stamp   record the current source as built
 
-The stamp (a digest of setup.py, every compiled module's source and PILOTFISH_PURE) lives in
-the virtualenv, so a fresh clone always builds once.  `make install` rebuilds when `check` fails; the test
-suite refuses to run against a stale build, which would test yesterday's code.
+The stamp (a digest of setup.py, every compiled module's source, the `.pxd` files beside
+them, and PILOTFISH_PURE) lives in the virtualenv, so a fresh clone always builds once.
+`make install` rebuilds when `check` fails; the test suite refuses to run against a stale
+build, which would test yesterday's code.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ def compiled_sources() -> list[Path]:
 def digest() -> str:
     h = hashlib.sha256((ROOT / "setup.py").read_bytes())
     h.update(os.environ.get("PILOTFISH_PURE", "").encode())  # a build without mypyc differs
-    for path in compiled_sources():
+    sources = compiled_sources()
+    # the Cython declarations those modules cimport are part of their source too
+    shared = sorted({pxd for path in sources for pxd in path.parent.glob("*.pxd")})
+    for path in [*sources, *shared]:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()

@@ -24,6 +24,8 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t
 from libc.string cimport memcpy
 
+from pilotfish.capture._pcaprecord cimport RECORD_HEADER, write_record_header
+
 cdef enum:
     HDR_LEN = 48  # sizeof(struct tpacket3_hdr), TPACKET_ALIGNed
     HEAD_LEN = 26  # the header up to and with tp_mac
@@ -171,13 +173,6 @@ def walk_block(const uint8_t[::1] ring, Py_ssize_t base, Py_ssize_t count, Py_ss
     return nbytes, errors, restored, echoes
 
 
-cdef inline void _le32(uint8_t* w, uint32_t v) noexcept nogil:
-    w[0] = v & 0xFF
-    w[1] = (v >> 8) & 0xFF
-    w[2] = (v >> 16) & 0xFF
-    w[3] = (v >> 24) & 0xFF
-
-
 def pcap_block(const uint8_t[::1] ring, Py_ssize_t base, Py_ssize_t count, Py_ssize_t first,
                Py_ssize_t block_size, bint cooked, int32_t loopback, Py_ssize_t snaplen,
                bint nanosecond, uint8_t[::1] out, Py_ssize_t at):
@@ -186,7 +181,7 @@ def pcap_block(const uint8_t[::1] ring, Py_ssize_t base, Py_ssize_t count, Py_ss
     cdef Py_ssize_t limit = base + block_size, offset = base + first, i, size, kept, room
     cdef long long nbytes = 0
     cdef long frames = 0, errors = 0, restored = 0, echoes = 0
-    cdef uint32_t wire
+    cdef uint32_t wire, frac
     cdef int got
     cdef Slot s
     if limit > ring.shape[0] or base < 0 or at < 0 or at > out.shape[0] or snaplen < 0:
@@ -199,18 +194,16 @@ def pcap_block(const uint8_t[::1] ring, Py_ssize_t base, Py_ssize_t count, Py_ss
             continue
         size = s.snaplen + _extra(&s, cooked)
         room = out.shape[0] - at
-        if room < 16 + size:
+        if room < RECORD_HEADER + size:
             errors += 1  # the caller gives a block's worth of room: never expected
             break
         w = &out[0] + at
-        _copy(p, &s, cooked, w + 16)
+        _copy(p, &s, cooked, w + RECORD_HEADER)
         kept = size if size <= snaplen else snaplen
         wire = s.wirelen + <uint32_t>_extra(&s, cooked)
-        _le32(w, s.sec)
-        _le32(w + 4, s.nsec if nanosecond else s.nsec // 1000)
-        _le32(w + 8, <uint32_t>kept)
-        _le32(w + 12, wire)
-        at += 16 + kept
+        frac = s.nsec if nanosecond else s.nsec // 1000
+        write_record_header(w, s.sec, frac, <uint32_t>kept, wire)
+        at += RECORD_HEADER + kept
         frames += 1
         nbytes += size if cooked else s.snaplen
         restored += s.vlan

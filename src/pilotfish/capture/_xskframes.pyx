@@ -14,6 +14,8 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint8_t, uint32_t
 from libc.string cimport memcpy
 
+from pilotfish.capture._pcaprecord cimport RECORD_HEADER, write_record_header
+
 
 def split_frames(const uint8_t[::1] buf, const uint32_t[::1] lens, Py_ssize_t n,
                  double ts, object linktype, Py_ssize_t snaplen, list out):
@@ -34,13 +36,6 @@ def split_frames(const uint8_t[::1] buf, const uint32_t[::1] lens, Py_ssize_t n,
     return nbytes
 
 
-cdef inline void _le32(uint8_t* w, uint32_t v) noexcept nogil:
-    w[0] = v & 0xFF
-    w[1] = (v >> 8) & 0xFF
-    w[2] = (v >> 16) & 0xFF
-    w[3] = (v >> 24) & 0xFF
-
-
 def write_records(const uint8_t[::1] buf, const uint32_t[::1] lens, Py_ssize_t n,
                   uint32_t sec, uint32_t frac, Py_ssize_t snaplen, uint8_t[::1] out,
                   Py_ssize_t at):
@@ -57,16 +52,13 @@ def write_records(const uint8_t[::1] buf, const uint32_t[::1] lens, Py_ssize_t n
         if off + length > total:
             break
         size = length if length <= snaplen else snaplen
-        if out.shape[0] - at < 16 + size:
+        if out.shape[0] - at < RECORD_HEADER + size:
             break
         w = &out[0] + at
-        _le32(w, sec)
-        _le32(w + 4, frac)
-        _le32(w + 8, <uint32_t>size)
-        _le32(w + 12, <uint32_t>length)
+        write_record_header(w, sec, frac, <uint32_t>size, <uint32_t>length)
         if size:
-            memcpy(w + 16, &buf[off], size)
-        at += 16 + size
+            memcpy(w + RECORD_HEADER, &buf[off], size)
+        at += RECORD_HEADER + size
         nbytes += size
         frames += 1
         off += length
