@@ -157,7 +157,6 @@ class _Buffers:
         self.caplens = ffi.new("uint32_t[]", MAX_BATCH)
         self.wirelens = ffi.new("uint32_t[]", MAX_BATCH)
         self.stamps = ffi.new("double[]", MAX_BATCH)
-        self.counts = ffi.new("uint64_t[2]")  # bad headers, failed recv calls (cumulative)
         self._view = memoryview(ffi.buffer(self.data))
         self._caplens = memoryview(ffi.buffer(self.caplens)).cast("I")
         self._wirelens = memoryview(ffi.buffer(self.wirelens)).cast("I")
@@ -193,13 +192,13 @@ class PfRingSource(RingClosing):
         self._rings: list[_Ring] = []
         self._received = 0
         self._bytes = 0
-        self._bad = 0
-        self._errors = 0
+        self._counts: Any = None  # the helper's bad headers and failed recv calls (cumulative)
         self._reason = ""
         self._buffers: _Buffers | None = None
 
     def open(self) -> None:
         self._ffi, self._helper = load_helper()
+        self._counts = self._ffi.new("uint64_t[2]")
         lib = self._lib = load_library(find_library(self._library))
         devices = list(self.options.interfaces) or ["any"]
         try:
@@ -242,15 +241,14 @@ class PfRingSource(RingClosing):
         """Like `batches()`, but each batch comes as classic pcap records (cut to `snaplen`)
         with its frame count, written by the compiled loop into one reused buffer: an item is
         valid until the next one is asked for."""
-        records: list[Any] = []
+        if self._ffi is None:
+            raise SourceError("pfring: pcap_batches() before open()")
+        buf, used = self._ffi.new("uint8_t[]", BATCH_BUFFER), self._ffi.new("size_t *")
+        view = memoryview(self._ffi.buffer(buf))
 
         def drain() -> tuple[tuple[memoryview, int], int]:
-            if not records:
-                records.append(self._ffi.new("uint8_t[]", BATCH_BUFFER))
-                records.append(memoryview(self._ffi.buffer(records[0])))
-                records.append(self._ffi.new("size_t *"))
-            got = self._drain_records(records[0], records[2], snaplen, nanosecond)
-            return (records[1][: records[2][0]], got), got
+            got = self._drain_records(buf, used, snaplen, nanosecond)
+            return (view[: used[0]], got), got
 
         return self._batches(drain, lambda: (memoryview(b""), 0))
 
@@ -303,34 +301,27 @@ class PfRingSource(RingClosing):
         snap = min(snaplen, BATCH_BUFFER // 2)
         taken = 0
         end = 0
-        counts = self._counts()
         for ring in self._rings:
             room = MAX_BATCH - taken
             if room <= 0:
                 break
             n = self._helper.pf_ring_records(
                 ring.c_recv, ring.c_handle, room, snap, nanosecond, buf + end,
-                BATCH_BUFFER - end, used, counts,
+                BATCH_BUFFER - end, used, self._counts,
             )  # fmt: skip
             taken += n
             end += int(used[0])
         used[0] = end
-        self._bad, self._errors = int(counts[0]), int(counts[1])
         self._received += taken
         self._bytes += end - 16 * taken
         return taken
 
-    def _counts(self) -> Any:
-        if self._buffers is None:
-            self._buffers = _Buffers(self._ffi)
-        return self._buffers.counts
-
     def _drain(self) -> tuple[list[Frame], int]:
         """Up to MAX_BATCH frames from the rings, without waiting (and their count)."""
         frames: list[Frame] = []
-        self._counts()
         buffers = self._buffers
-        assert buffers is not None
+        if buffers is None:
+            buffers = self._buffers = _Buffers(self._ffi)
         snap = min(self.options.snaplen, BATCH_BUFFER)
         for ring in self._rings:
             room = MAX_BATCH - len(frames)
@@ -346,11 +337,10 @@ class PfRingSource(RingClosing):
                 buffers.caplens,
                 buffers.wirelens,
                 buffers.stamps,
-                buffers.counts,
+                self._counts,
             )
             if n > 0:
                 self._bytes += buffers.collect(frames, n)
-        self._bad, self._errors = int(buffers.counts[0]), int(buffers.counts[1])
         self._received += len(frames)
         return frames, len(frames)
 
@@ -358,6 +348,7 @@ class PfRingSource(RingClosing):
         for ring in self._rings:
             ring.read_stats()
         dropped = sum(ring.drop for ring in self._rings)
+        bad, failed = (0, 0) if self._counts is None else (int(n) for n in self._counts)
         return CaptureStats(
             backend=NAME,
             reason=self._reason,
@@ -367,8 +358,8 @@ class PfRingSource(RingClosing):
             extra={
                 "ring_dropped": dropped,
                 "shunt": sum(ring.shunt for ring in self._rings),
-                "bad_headers": self._bad,
-                "recv_errors": self._errors,
+                "bad_headers": bad,
+                "recv_errors": failed,
             },
         )
 
