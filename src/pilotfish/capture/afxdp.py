@@ -76,6 +76,7 @@ from pilotfish.capture.mirror import (
     is_mirror_name,
     link_exists,
 )
+from pilotfish.capture.pcapfile import record_time
 from pilotfish.model import Frame
 
 log = logging.getLogger(__name__)
@@ -280,7 +281,7 @@ class AfXdpSource:
         unit = 1_000_000_000 if nanosecond else 1_000_000
 
         def take(buf: bytearray, lens: memoryview, n: int) -> int:
-            sec, frac = divmod(round(self._clock() * unit), unit)
+            sec, frac = record_time(self._clock(), unit)
             at, count, nbytes = write_records(buf, lens, n, sec, frac, snaplen, out, end[0])
             end[0] = at
             end[1] += count

@@ -297,7 +297,7 @@ class PcapFileSource:
         return PcapFormatError(f"{self.path}: {damage.what}{where}")
 
 
-def _record_time(ts: float, units: int) -> tuple[int, int]:
+def record_time(ts: float, units: int) -> tuple[int, int]:
     """(seconds, fraction in `units` per second) of a pcap record, rounded to the nearest
     unit; ValueError when the seconds do not fit 32 bits."""
     sec = int(ts)
@@ -367,13 +367,13 @@ class PcapWriter:
             if not 0 <= ts < _MAX_TS:
                 raise ValueError(f"timestamp {ts} does not fit a pcap record")
             if ts >= _LAST_SECOND:
-                _record_time(ts, units)  # rounding may carry into a 33rd bit
+                record_time(ts, units)  # rounding may carry into a 33rd bit
         pack_into = _WRITE_RECORD.pack_into
         buf = self._buf
         fill = self._fill
         room = _BUFFER_SIZE - _WRITE_RECORD.size
         for ts, _linktype, data, wirelen in frames:
-            sec, frac = _record_time(ts, units)
+            sec, frac = record_time(ts, units)
             size = len(data)
             if size > snaplen:
                 data = data[:snaplen]
@@ -450,4 +450,5 @@ __all__ = [
     "PcapFormatError",
     "PcapWriter",
     "detect_format",
+    "record_time",
 ]
