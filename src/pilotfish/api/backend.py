@@ -10,10 +10,11 @@ process; see `store.base`), the counters that process writes every second (`stat
 and the live feed.  Store and spool calls block (SQLite, files): they run one at a time on
 one dedicated thread, so the event loop never waits on them and the store's connection is
 never used by two threads at once.  The live streams go first: while the event loop runs
-more than `LAG_S` late (the process is short of CPU: a cgroup quota, a busy node), each store
-question waits that long (at most `MAX_YIELD_S`) before it is asked, so queries slow down
-before live clients lose entries (`api.lag`).  A PCAP export is written to a spooled temporary file
-(in memory up to `EXPORT_MEMORY` bytes, on disk beyond) and streamed in chunks; at most
+more than `LAG_S` late (the process is short of CPU: a cgroup quota, a busy node), each
+store question waits that long (at most `MAX_YIELD_S`) before it is asked, so queries slow
+down before live clients lose entries (`api.lag`).  A PCAP export is written to a spooled
+temporary file (in memory up to `EXPORT_MEMORY` bytes, on disk beyond) and streamed in
+chunks; at most
 `MAX_EXPORT_STREAMS` flows go into one export.  With `feed_socket`, a `FeedReceiver`
 listens there while the app runs and feeds the live feed from the capture process.
 """

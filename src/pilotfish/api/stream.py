@@ -3,8 +3,9 @@
 After accepting, the server sends `{"type": "hello", "query": q}`, then the matching
 entries in order as `{"type": "entries", "count": N, "entries": [{...}, ...]}`: a message
 holds what waited for this client when it was sent (one entry while the stream is calm, up
-to `MAX_BATCH` entries, split where one would pass `MAX_BATCH_BYTES`, when it is busy), so a busy stream costs
-one WebSocket message per batch, not per entry.  The filter is compiled once per
+to `MAX_BATCH` entries, split where one would pass `MAX_BATCH_BYTES`, when it is busy), so
+a busy stream costs one WebSocket message per batch, not per entry.  The filter is compiled
+once per
 connection; an invalid one gets `{"type": "error", "error", "position"}` and close code 1008;
 when the feed already has its maximum of clients the answer is an error and close code 1013.
 Memory per client is bounded by its subscription queue (see `api.live`): when the client

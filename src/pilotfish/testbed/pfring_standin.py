@@ -1,9 +1,9 @@
 """A stand-in libpfring for machines without PF_RING: built from pfring_standin.c with gcc.
 
 The library exports the libpfring functions pilotfish binds, with pfring.h's signatures and
-struct layouts, implemented on a plain AF_PACKET socket (one recvmmsg per up to 64 packets, no mmap ring).  Tests
-and the capture benchmark load it through `PfRingSource(library=...)` or
-`PILOTFISH_PFRING_LIBRARY`, the path the real library takes.  Its speed says nothing about
+struct layouts, implemented on a plain AF_PACKET socket (one recvmmsg per up to 64 packets,
+no mmap ring).  Tests and the capture benchmark load it through `PfRingSource(library=...)`
+or `PILOTFISH_PFRING_LIBRARY`, the path the real library takes.  Its speed says nothing about
 PF_RING's own: it measures the binding on top of an ordinary socket.
 """
 
