@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pilotfish.capture.base import Source
+from pilotfish.capture.base import CaptureStats, Source
 from pilotfish.model import Frame
 
 UDP_PORT = 9999
@@ -156,6 +156,17 @@ def send_traffic(
             check=True,
             timeout=60,
         )  # fmt: skip
+
+
+def stats_of_unread_traffic(source: Source, env: VethNs, count: int = 500) -> CaptureStats:
+    """Open `source`, send `count` datagrams that nobody reads from it, close it: its final
+    counters (a small ring fills and drops)."""
+    source.open()
+    try:
+        send_traffic(env, count=count)
+        return source.stats()
+    finally:
+        source.close()
 
 
 @contextlib.contextmanager

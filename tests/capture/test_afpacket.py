@@ -46,6 +46,7 @@ from tests.capture.livenet import (
     l4_of,
     read_pcap,
     send_traffic,
+    stats_of_unread_traffic,
     tcp_payload,
     tcpdump,
     udp_payload,
@@ -163,12 +164,7 @@ def test_exact_capture_matches_tcpdump(veth: VethNs, tmp_path: Path) -> None:
 def test_a_full_ring_drops_and_says_so(veth: VethNs) -> None:
     # two one-page blocks and nobody reading: most of 500 datagrams find no free block
     source = AfPacketSource(options([veth.host_if], block_size=4096, block_count=2))
-    source.open()
-    try:
-        send_traffic(veth, count=500)
-        stats = source.stats()
-    finally:
-        source.close()
+    stats = stats_of_unread_traffic(source, veth, count=500)
     assert stats.dropped > 0
     assert stats.extra["ring_dropped"] == stats.dropped  # every V3 drop is a full ring
     assert int(stats.extra["kernel_packets"]) >= 500

@@ -41,6 +41,7 @@ from tests.capture.livenet import (
     have_root,
     l4_of,
     send_traffic,
+    stats_of_unread_traffic,
     udp_payload,
     veth_namespace,
 )
@@ -205,12 +206,7 @@ def test_a_full_ring_drops_and_says_so(tmp_path: Path, veth: VethNs) -> None:
     source = PfRingSource(
         options(interfaces=[veth.host_if], bpf=f"udp port {UDP_PORT}"), library=str(small)
     )
-    source.open()
-    try:
-        send_traffic(veth, count=500)
-        stats = source.stats()
-    finally:
-        source.close()
+    stats = stats_of_unread_traffic(source, veth, count=500)
     assert stats.dropped > 0
     assert stats.extra["ring_dropped"] == stats.dropped
 
