@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pilotfish.capture.base import CaptureStats, Source
+from pilotfish.capture.base import LINKTYPE_ETHERNET, CaptureStats, RecordSource, Source
+from pilotfish.capture.pcapfile import DEFAULT_SNAPLEN, PcapFileSource, PcapWriter
 from pilotfish.model import Frame
 
 UDP_PORT = 9999
@@ -167,6 +168,27 @@ def stats_of_unread_traffic(source: Source, env: VethNs, count: int = 500) -> Ca
         return source.stats()
     finally:
         source.close()
+
+
+def record_traffic(
+    source: RecordSource, env: VethNs, path: Path, snaplen: int = DEFAULT_SNAPLEN
+) -> tuple[list[Frame], int]:
+    """Write what the opened `source` captures to `path` through `pcap_batches` while 500
+    datagrams to UDP_PORT and 100 others are sent; closed after 3 s (the send takes well
+    under a second).  The frames read back from the file, and how many the writer counted."""
+    sender = threading.Thread(target=lambda: send_traffic(env, count=500, other=100), daemon=True)
+    sender.start()
+    closer = threading.Timer(3.0, source.close)
+    closer.start()
+    with PcapWriter(path, LINKTYPE_ETHERNET, snaplen=snaplen, nanosecond=True) as out:
+        for records, frames in source.pcap_batches(out.snaplen, True):
+            out.write_records(records, frames)
+    sender.join(timeout=60)
+    closer.join()
+    reader = PcapFileSource(path)
+    got = [f for batch in reader.batches() for f in batch]
+    reader.close()
+    return got, out.frames
 
 
 @contextlib.contextmanager

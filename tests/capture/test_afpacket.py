@@ -32,7 +32,6 @@ from pilotfish.capture.base import (
     SourceError,
     SourceUnavailable,
 )
-from pilotfish.capture.pcapfile import PcapFileSource, PcapWriter
 from pilotfish.model import Frame
 from tests.capture.livenet import (
     ETH_HEADER,
@@ -45,6 +44,7 @@ from tests.capture.livenet import (
     have_root,
     l4_of,
     read_pcap,
+    record_traffic,
     send_traffic,
     stats_of_unread_traffic,
     tcp_payload,
@@ -401,18 +401,7 @@ def test_pcap_records_hold_every_frame_exactly(veth: VethNs, tmp_path: Path) -> 
     source = AfPacketSource(options([veth.host_if], bpf=f"udp port {UDP_PORT}", snaplen=200))
     source.open()
     assert source.record_linktype() == LINKTYPE_ETHERNET
-    path = tmp_path / "records.pcap"
-    sender = _in_thread(lambda: send_traffic(veth, count=500, other=100))
-    closer = threading.Timer(3.0, source.close)  # the send takes well under a second
-    closer.start()
-    with PcapWriter(path, LINKTYPE_ETHERNET, snaplen=150, nanosecond=True) as out:
-        for records, frames in source.pcap_batches(out.snaplen, True):
-            out.write_records(records, frames)
-    sender.join(timeout=60)
-    closer.join()
-    reader = PcapFileSource(path)
-    got = [f for batch in reader.batches() for f in batch]
-    reader.close()
+    got, _ = record_traffic(source, veth, tmp_path / "records.pcap", snaplen=150)
     expected = _expected_udp(500)
     assert len(got) == 500 == source.stats().received  # the filter kept the others out
     assert [f[3] for f in got] == [ETH_HEADER + 28 + len(p) for p in expected]

@@ -354,8 +354,17 @@ print(sum(frame[2][23:24] == b"\\x11" for frame in rest), src.stats().received, 
 @needs_root
 def test_close_hands_over_what_the_rx_ring_holds(tmp_path: Path) -> None:
     """Frames that reached the RX ring before close() still come out of batches()."""
+    code, out = _unread_datagrams(_HOLD, tmp_path)
+    udp, received = map(int, out.split())
+    assert code == 0 and udp == 300 and received >= 300
+
+
+def _unread_datagrams(script: str, tmp_path: Path) -> tuple[int, str]:
+    """Run `script` (an AF_XDP source on the client end that says "ready", then waits for a
+    line) in the client namespace; send it 300 datagrams nobody reads yet, let it go on,
+    check nothing is left behind; its exit code and output."""
     with ns_pair() as pair:
-        argv = [sys.executable, "-c", _HOLD, pair.client_if, str(tmp_path / "state")]
+        argv = [sys.executable, "-c", script, pair.client_if, str(tmp_path / "state")]
         pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
         with subprocess.Popen(["ip", "netns", "exec", pair.client, *argv], **pipes) as child:
             assert child.stdout is not None and child.stdout.readline() == "ready\n"
@@ -363,8 +372,7 @@ def test_close_hands_over_what_the_rx_ring_holds(tmp_path: Path) -> None:
             time.sleep(0.3)  # into the RX ring, which nobody reads yet
             out, _ = child.communicate("go\n", timeout=TIMEOUT)
         assert_clean(pair)
-    udp, received = map(int, out.split())
-    assert child.returncode == 0 and udp == 300 and received >= 300
+    return child.returncode, out
 
 
 _FULL = """
@@ -386,15 +394,7 @@ print(json.dumps({"dropped": st.dropped, "if_dropped": st.if_dropped, **st.extra
 def test_a_full_ring_drops_and_says_so_once(tmp_path: Path) -> None:
     """64 UMEM frames and nobody reading: the rest of 300 datagrams find no free frame; the
     XSK's drops are all ring drops, and not counted again as the mirror veth's."""
-    with ns_pair() as pair:
-        argv = [sys.executable, "-c", _FULL, pair.client_if, str(tmp_path / "state")]
-        pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
-        with subprocess.Popen(["ip", "netns", "exec", pair.client, *argv], **pipes) as child:
-            assert child.stdout is not None and child.stdout.readline() == "ready\n"
-            pair.python(pair.server, _UDP_TO, pair.client_ip, "9", "300")
-            time.sleep(0.3)
-            out, _ = child.communicate("go\n", timeout=TIMEOUT)
-        assert_clean(pair)
+    _, out = _unread_datagrams(_FULL, tmp_path)
     stats = json.loads(out)
     assert stats["dropped"] >= 300 - 64
     assert stats["ring_dropped"] == stats["dropped"]

@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 
 from pilotfish.capture.base import LINKTYPE_ETHERNET, CaptureOptions, Source, SourceUnavailable
-from pilotfish.capture.pcapfile import PcapFileSource, PcapWriter
 from pilotfish.capture.pfring import (
     ENV_LIBRARY,
     NEEDS_CAP,
@@ -40,6 +39,7 @@ from tests.capture.livenet import (
     collect,
     have_root,
     l4_of,
+    record_traffic,
     send_traffic,
     stats_of_unread_traffic,
     udp_payload,
@@ -220,19 +220,7 @@ def test_records_through_the_shim_hold_every_frame(
     )
     source.open()
     assert source.record_linktype() == LINKTYPE_ETHERNET
-    path = tmp_path / "records.pcap"
-    sender = threading.Thread(target=lambda: send_traffic(veth, count=500, other=100), daemon=True)
-    sender.start()
-    closer = threading.Timer(3.0, source.close)  # the send takes well under a second
-    closer.start()
-    with PcapWriter(path, LINKTYPE_ETHERNET, nanosecond=True) as out:
-        for records, frames in source.pcap_batches(out.snaplen, True):
-            out.write_records(records, frames)
-    sender.join(timeout=60)
-    closer.join()
-    reader = PcapFileSource(path)
-    got = [f for batch in reader.batches() for f in batch]
-    reader.close()
+    got, written = record_traffic(source, veth, tmp_path / "records.pcap")
     assert udp_9999(got) == [udp_payload(seq) for seq in range(500)]
-    assert len(got) == 500 == source.stats().received == out.frames
+    assert len(got) == 500 == source.stats().received == written
     assert source.stats().bytes == sum(len(f[2]) for f in got)
